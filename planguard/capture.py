@@ -1,0 +1,406 @@
+"""``capture``: the old cluster's top statements as an executable workload (I/O).
+
+Reads ``pg_stat_statements`` (needs ``pg_read_all_stats`` or ``pg_monitor`` to see
+other roles' statements), keeps plannable statements (SELECT, INSERT, UPDATE,
+DELETE, MERGE) that touch at least one user table, merges entries by pglast
+fingerprint, binds each ``$n`` (``planguard.params``) and samples real values for it.
+
+Sampling is cheap and safe on production: one read-only connection,
+``TABLESAMPLE SYSTEM`` on a bounded fraction of a table's pages with a row limit,
+a short ``statement_timeout``, never a full scan of a big table.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import psycopg
+from psycopg import errors, sql
+
+from planguard import db
+from planguard.errors import CaptureError, InsufficientPrivilege
+from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve
+from planguard.workload import (
+    Binding, IndexSnapshot, ParamSet, Source, Statement, TableSnapshot, Workload,
+)
+
+ORDER_COLUMNS = {"total_time": "total_exec_time", "calls": "calls", "mean_time": "mean_exec_time"}
+DEFAULT_LIMIT = "50"  # LIMIT values are normalized away by pg_stat_statements
+SAMPLE_ROWS = 500
+SAMPLE_TIMEOUT_MS = 5000
+CATALOG_SCHEMAS = ("pg_catalog", "information_schema")
+# Literals for parameters of which only a type is known ($n::type).
+TYPE_DEFAULTS = {
+    "interval": "1 hour", "text": "x", "varchar": "x", "bool": "true", "boolean": "true",
+    "uuid": "00000000-0000-0000-0000-000000000000", "json": "{}", "jsonb": "{}",
+}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    query: str
+    database: str
+    user: str | None
+    calls: int
+    total_ms: float
+    mean_ms: float
+    rows: int
+    hit: int
+    read: int
+
+
+def _stat_columns(version_num: int) -> tuple[str, str, str]:
+    if version_num >= 130000:
+        return "total_exec_time", "mean_exec_time", ("toplevel" if version_num >= 140000 else "true")
+    return "total_time", "mean_time", "true"
+
+
+def _read_statements(conn: psycopg.Connection, order_by: str, limit: int) -> list[_Entry]:
+    version = db.server_version_num(conn)
+    total, mean, toplevel = _stat_columns(version)
+    order = {"total_time": total, "calls": "calls", "mean_time": mean}[order_by]
+    query = sql.SQL(db.MARK + """
+        SELECT s.query, d.datname, r.rolname, s.calls, s.{total}, s.{mean}, s.rows,
+               s.shared_blks_hit, s.shared_blks_read
+        FROM pg_stat_statements s
+        JOIN pg_database d ON d.oid = s.dbid
+        LEFT JOIN pg_roles r ON r.oid = s.userid
+        WHERE d.datname = current_database() AND {toplevel}
+          AND s.query NOT LIKE '/* planguard */%%'
+        ORDER BY s.{order} DESC
+        LIMIT %s""").format(
+        total=sql.Identifier(total), mean=sql.Identifier(mean),
+        toplevel=sql.SQL(toplevel), order=sql.Identifier(order),
+    )
+    try:
+        rows = conn.execute(query, (limit,)).fetchall()
+    except errors.ObjectNotInPrerequisiteState as exc:
+        raise CaptureError(
+            "pg_stat_statements is installed but not loaded: add it to "
+            "shared_preload_libraries on the old cluster and restart it"
+        ) from exc
+    except errors.InsufficientPrivilege as exc:
+        raise InsufficientPrivilege(
+            "cannot read pg_stat_statements: GRANT pg_read_all_stats (or pg_monitor) TO <role>;"
+        ) from exc
+    entries = [_Entry(*r) for r in rows]
+    if entries and all(e.query == "<insufficient privilege>" for e in entries):
+        raise InsufficientPrivilege(
+            "pg_stat_statements hides other roles' statements from this role: "
+            "GRANT pg_read_all_stats TO <role>; (or pg_monitor)"
+        )
+    return [e for e in entries if e.query != "<insufficient privilege>"]
+
+
+def _require_extension(conn: psycopg.Connection) -> None:
+    row = conn.execute(db.MARK + "SELECT extversion FROM pg_extension "
+                       "WHERE extname = 'pg_stat_statements'").fetchone()
+    if row is None:
+        dbname = conn.info.dbname
+        raise CaptureError(
+            f"pg_stat_statements is not installed in database {dbname!r}: run "
+            "CREATE EXTENSION pg_stat_statements; there (it also needs "
+            "shared_preload_libraries = 'pg_stat_statements')"
+        )
+
+
+def _split(name: str) -> tuple[str | None, str]:
+    parts = name.split(".", 1)
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+@dataclass(frozen=True)
+class _Rel:
+    schema: str
+    name: str
+    qualified: str
+    reltuples: float
+    relpages: int
+
+
+def _catalog(conn: psycopg.Connection, written: Iterable[str]) -> tuple[dict[str, TableColumns], dict[str, _Rel]]:
+    """Columns and types of the relations as the statements wrote them (search_path applies)."""
+    names = sorted(set(written))
+    pairs = [_split(n) for n in names]
+    rows = conn.execute(db.MARK + """
+        SELECT w.written, ns.nspname, c.relname, format('%%I.%%I', ns.nspname, c.relname),
+               c.reltuples, c.relpages, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod)
+        FROM unnest(%s::text[], %s::text[], %s::text[]) AS w(written, sch, rel)
+        JOIN pg_class c ON c.oid = to_regclass(
+             CASE WHEN w.sch IS NULL THEN quote_ident(w.rel)
+                  ELSE quote_ident(w.sch) || '.' || quote_ident(w.rel) END)
+        JOIN pg_namespace ns ON ns.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY w.written, a.attnum""",
+        (names, [p[0] for p in pairs], [p[1] for p in pairs])).fetchall()
+    columns: dict[str, dict[str, str]] = {}
+    rels: dict[str, _Rel] = {}
+    for written, schema, rel, qualified, reltuples, relpages, relkind, att, typ in rows:
+        if relkind == "S":
+            continue  # sequences: read by pg_dump and monitoring, never an application plan
+        columns.setdefault(written, {})[att] = typ
+        rels[written] = _Rel(schema, rel, qualified, float(reltuples), int(relpages))
+    catalog = {w: TableColumns(rels[w].qualified, cols) for w, cols in columns.items()}
+    return catalog, rels
+
+
+class Sampler:
+    """Real values from the old cluster, cached per table; deterministic for a seed."""
+
+    def __init__(self, conn: psycopg.Connection, rels: Mapping[str, _Rel], seed: int) -> None:
+        self.conn = conn
+        self.rels = {r.qualified: r for r in rels.values()}
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self._rows: dict[str, list[dict[str, str | None]]] = {}
+        self._mcv: dict[tuple[str, str], str | None] = {}
+
+    def _pct(self, rel: _Rel) -> float:
+        if rel.relpages < 64 or rel.reltuples <= 0:
+            return 100.0
+        return max(0.01, min(100.0, 100.0 * SAMPLE_ROWS * 4 / rel.reltuples))
+
+    def rows(self, qualified: str) -> list[dict[str, str | None]]:
+        """Up to SAMPLE_ROWS rows of the table, every column as text."""
+        if qualified in self._rows:
+            return self._rows[qualified]
+        rel = self.rels[qualified]
+        ident = sql.Identifier(rel.schema, rel.name)
+        sampled = sql.SQL(db.MARK + "SELECT to_jsonb(t) FROM {} AS t TABLESAMPLE SYSTEM (%s) "
+                          "REPEATABLE (%s) LIMIT %s").format(ident)
+        plain = sql.SQL(db.MARK + "SELECT to_jsonb(t) FROM {} AS t LIMIT %s").format(ident)
+        rows: list[dict[str, str | None]] = []
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION READ ONLY")
+            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{SAMPLE_TIMEOUT_MS}ms")))
+            for query, args in ((sampled, (self._pct(rel), self.seed, SAMPLE_ROWS)),
+                                (plain, (SAMPLE_ROWS,))):
+                try:
+                    got = self.conn.execute(query, args).fetchall()
+                except psycopg.Error:
+                    got = []
+                    break
+                if got:
+                    rows = [_texts(r[0]) for r in got]
+                    break
+        self._rows[qualified] = rows
+        return rows
+
+    def most_common(self, qualified: str, column: str) -> str | None:
+        """The most frequent value of a column per pg_stats (the heavy hitter)."""
+        key = (qualified, column)
+        if key not in self._mcv:
+            rel = self.rels[qualified]
+            row = self.conn.execute(db.MARK + """
+                SELECT (most_common_vals::text::text[])[1] FROM pg_stats
+                WHERE schemaname = %s AND tablename = %s AND attname = %s AND NOT inherited""",
+                (rel.schema, rel.name, column)).fetchone()
+            self._mcv[key] = row[0] if row else None
+        return self._mcv[key]
+
+    def pick(self, qualified: str, columns: list[str]) -> dict[str, str | None] | None:
+        """One sampled row in which all ``columns`` are non-null (values stay correlated)."""
+        candidates = [r for r in self.rows(qualified) if all(r.get(c) is not None for c in columns)]
+        return self.rng.choice(candidates) if candidates else None
+
+
+def _texts(obj: dict[str, object]) -> dict[str, str | None]:
+    """jsonb row -> text per column, as PostgreSQL's text output would give it."""
+    out: dict[str, str | None] = {}
+    for k, v in obj.items():
+        if v is None:
+            out[k] = None
+        elif isinstance(v, str):
+            out[k] = v
+        elif isinstance(v, bool):
+            out[k] = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            out[k] = repr(v) if isinstance(v, float) else str(v)
+        elif isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
+            out[k] = "{" + ",".join(_array_item(x) for x in v) + "}"
+        else:
+            out[k] = json.dumps(v)
+    return out
+
+
+def _array_item(v: object) -> str:
+    if v is None:
+        return "NULL"
+    s = ("true" if v else "false") if isinstance(v, bool) else str(v)
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _type_default(typ: str | None, captured_at: datetime) -> str | None:
+    if not typ:
+        return None
+    base = typ.split("(")[0].strip().lower()
+    if base in TYPE_DEFAULTS:
+        return TYPE_DEFAULTS[base]
+    if base in ("int", "int2", "int4", "int8", "integer", "bigint", "smallint", "numeric",
+                "float4", "float8", "real", "double precision", "decimal"):
+        return "1"
+    if base.startswith("timestamp") or base == "date":
+        return captured_at.isoformat()
+    return None
+
+
+def param_sets(bindings: tuple[Binding, ...], sampler: Sampler, captured_at: datetime,
+               ) -> tuple[tuple[ParamSet, ...], str | None]:
+    """Executable parameter sets for a statement, or a reason why there are none."""
+    if not bindings:
+        return (ParamSet("no parameters", ()),), None
+    if any(b.role == "unbound" for b in bindings):
+        nums = ", ".join(f"${b.number}" for b in bindings if b.role == "unbound")
+        return (), f"no value source for {nums} (not compared to a column, no type cast)"
+    by_table: dict[str, list[str]] = {}
+    for b in bindings:
+        if b.table and b.column:
+            by_table.setdefault(b.table, []).append(b.column)
+    picked: dict[str, dict[str, str | None]] = {}
+    for table, cols in by_table.items():
+        row = sampler.pick(table, cols)
+        if row is None:
+            return (), f"no sampled row of {table} has values for {', '.join(sorted(set(cols)))}"
+        picked[table] = row
+
+    def value(b: Binding, heavy: bool) -> str | None:
+        if b.role == "limit":
+            return DEFAULT_LIMIT
+        if b.role == "offset":
+            return "0"
+        if b.table and b.column:
+            v = picked[b.table][b.column]
+            if heavy and b.role in ("compare", "any"):
+                v = sampler.most_common(b.table, b.column) or v
+            return "{" + _array_item(v) + "}" if b.role == "any" and v is not None else v
+        return _type_default(b.type, captured_at)
+
+    missing = [b for b in bindings if b.role == "cast" and _type_default(b.type, captured_at) is None]
+    if missing:
+        return (), f"no default value for type {missing[0].type} of ${missing[0].number}"
+    sampled = ParamSet("sampled", tuple(value(b, False) for b in bindings))
+    sets = [sampled]
+    heavy = ParamSet("heavy hitter", tuple(value(b, True) for b in bindings))
+    if heavy.values != sampled.values:
+        sets.append(heavy)
+    return tuple(sets), None
+
+
+def _snapshots(conn: psycopg.Connection, qualified: list[str]) -> tuple[tuple[TableSnapshot, ...], tuple[IndexSnapshot, ...]]:
+    if not qualified:
+        return (), ()
+    tables = conn.execute(db.MARK + """
+        SELECT format('%%I.%%I', s.schemaname, s.relname), c.reltuples, c.relpages, s.n_live_tup,
+               s.n_mod_since_analyze, s.last_analyze::text, s.last_autoanalyze::text
+        FROM pg_stat_all_tables s JOIN pg_class c ON c.oid = s.relid
+        WHERE s.relid = ANY(SELECT to_regclass(n) FROM unnest(%s::text[]) n) ORDER BY 1""",
+        (qualified,)).fetchall()
+    indexes = conn.execute(db.MARK + """
+        SELECT format('%%I.%%I', s.schemaname, s.indexrelname), format('%%I.%%I', s.schemaname, s.relname),
+               pg_get_indexdef(s.indexrelid), s.idx_scan
+        FROM pg_stat_all_indexes s
+        WHERE s.relid = ANY(SELECT to_regclass(n) FROM unnest(%s::text[]) n) ORDER BY 1""",
+        (qualified,)).fetchall()
+    return (tuple(TableSnapshot(*r) for r in tables), tuple(IndexSnapshot(*r) for r in indexes))
+
+
+def _stats_window(conn: psycopg.Connection, version_num: int) -> tuple[str | None, float | None]:
+    if version_num < 140000:
+        return None, None
+    row = conn.execute(db.MARK + "SELECT stats_reset::text, extract(epoch FROM now() - stats_reset) "
+                       "FROM pg_stat_statements_info").fetchone()
+    return (row[0], float(row[1])) if row else (None, None)
+
+
+def _shape(query: str) -> Shape | None:
+    try:
+        return analyze(query)
+    except ParseFailure:
+        return None
+
+
+def _is_user_statement(shape: Shape | None) -> bool:
+    if shape is None or shape.kind == "utility" or not shape.tables:
+        return False
+    return not all(t.split(".")[0] in CATALOG_SCHEMAS or t.startswith("pg_") for t in shape.tables)
+
+
+def capture(dsn: str, *, top: int = 50, order_by: str = "total_time", database: str | None = None,
+            limits: db.SessionLimits | None = None, seed: int = 42,
+            progress: Callable[[str], None] | None = None) -> Workload:
+    """Capture the top ``top`` statements of one database of the old cluster."""
+    if order_by not in ORDER_COLUMNS:
+        raise CaptureError(f"--order-by must be one of {', '.join(ORDER_COLUMNS)}")
+    if top < 1:
+        raise CaptureError("--top must be at least 1")
+    if database:
+        dsn = db.with_dbname(dsn, None)
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        params = conninfo_to_dict(dsn)
+        params["dbname"] = database
+        dsn = make_conninfo(**{k: str(v) for k, v in params.items()})
+    captured_at = datetime.now(timezone.utc)
+    with db.connect(dsn, label="old", limits=limits) as conn:
+        version_num = db.server_version_num(conn)
+        _require_extension(conn)
+        entries = _read_statements(conn, order_by, top * 4 + 50)
+        merged: dict[str, tuple[Shape, list[_Entry]]] = {}
+        skipped_other = 0
+        for e in entries:
+            shape = _shape(e.query)
+            if not _is_user_statement(shape):
+                skipped_other += 1
+                continue
+            assert shape is not None
+            merged.setdefault(shape.fingerprint, (shape, []))[1].append(e)
+        catalog, rels = _catalog(conn, {t for shape, _ in merged.values() for t in shape.tables})
+        # Statements that read only sequences (pg_dump, monitoring) are not application plans.
+        chosen = [(shape, group) for shape, group in merged.values()
+                  if any(t in catalog for t in shape.tables)][:top]
+        skipped_other += len(merged) - len(chosen)
+        sampler = Sampler(conn, rels, seed)
+        reset, window = _stats_window(conn, version_num)
+        statements: list[Statement] = []
+        for i, (shape, group) in enumerate(chosen, 1):
+            first = group[0]
+            if progress:
+                progress(f"[{i}/{len(chosen)}] {first.query[:70]!r}")
+            bindings, problems = resolve(shape, catalog)
+            sets, reason = param_sets(bindings, sampler, captured_at)
+            calls = sum(e.calls for e in group)
+            total = sum(e.total_ms for e in group)
+            statements.append(Statement(
+                fingerprint=shape.fingerprint, query=first.query, kind=shape.kind,
+                calls=calls, total_ms=round(total, 3), mean_ms=round(total / max(calls, 1), 3),
+                rows=sum(e.rows for e in group),
+                shared_blks_hit=sum(e.hit for e in group), shared_blks_read=sum(e.read for e in group),
+                calls_per_second=round(calls / window, 4) if window else None,
+                database=first.database, users=tuple(sorted({e.user for e in group if e.user})),
+                tables=tuple(dict.fromkeys(catalog[t].qualified for t in shape.tables if t in catalog)),
+                bindings=bindings, param_sets=sets,
+                skip_reason=reason or ("; ".join(problems) if problems and not sets else None),
+            ))
+        qualified = sorted({t for s in statements for t in s.tables})
+        tables, indexes = _snapshots(conn, qualified)
+        source = Source(
+            server_version=db.server_version(conn), server_version_num=version_num,
+            database=conn.info.dbname, dsn=db.redact_dsn(dsn),
+            captured_at=captured_at.isoformat(timespec="seconds"),
+            stats_reset=reset, stats_window_seconds=round(window, 1) if window else None,
+        )
+    notes = []
+    if skipped_other:
+        notes.append(f"{skipped_other} utility, catalog-only or unparsable statements were left out")
+    if not statements:
+        raise CaptureError(
+            f"no plannable statements in pg_stat_statements for database {source.database!r}: "
+            "let the application run (or check --database) and capture again"
+        )
+    return Workload(source=source, statements=tuple(statements), tables=tables,
+                    indexes=indexes, notes=tuple(notes))
+

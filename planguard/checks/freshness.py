@@ -1,0 +1,118 @@
+"""Statistics freshness on NEW for the tables a workload touches.
+
+``never_analyzed`` (blocker): the table holds data but the planner has no
+statistics for it (no ``pg_stats`` row for any column, or ``reltuples < 0`` on
+PostgreSQL 14+).  Planner statistics are not carried by ``pg_dump``/restore or by
+logical replication, so a freshly built cluster has none until ANALYZE runs; the
+planner then falls back to fixed guesses (0.5 % of rows per equality, a third per
+range) and can pick an index nobody ever used.  ``last_analyze`` alone is not
+trusted: PostgreSQL 18's pg_upgrade carries statistics but not the timestamps.
+Fix: ``ANALYZE schema.table;`` (biggest first).
+
+``stale_stats`` (warning): rows modified since the last ANALYZE exceed
+``stale_mod_fraction`` of the table.  Fix: ``ANALYZE schema.table;``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import psycopg
+
+from planguard.checks import Finding
+from planguard.config import Thresholds
+from planguard.db import MARK
+
+
+@dataclass(frozen=True)
+class TableStats:
+    name: str  # schema-qualified, quoted where needed
+    relkind: str
+    reltuples: float
+    relpages: int
+    size_bytes: int
+    columns: int
+    columns_with_stats: int
+    can_read_stats: bool
+    last_analyze: str | None = None
+    last_autoanalyze: str | None = None
+    n_live_tup: int | None = None
+    n_mod_since_analyze: int | None = None
+
+
+_SQL = MARK + """
+WITH wanted AS (SELECT DISTINCT to_regclass(n) AS oid FROM unnest(%s::text[]) AS n)
+SELECT format('%%I.%%I', ns.nspname, c.relname), c.relkind, c.reltuples, c.relpages,
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(pg_relation_size(p.relid)), 0) FROM pg_partition_tree(c.oid) p)
+            ELSE pg_relation_size(c.oid) END,
+       (SELECT count(*) FROM pg_attribute a
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       (SELECT count(DISTINCT ps.attname) FROM pg_stats ps
+         WHERE ps.schemaname = ns.nspname AND ps.tablename = c.relname),
+       has_table_privilege(c.oid, 'SELECT'),
+       s.last_analyze::text, s.last_autoanalyze::text, s.n_live_tup, s.n_mod_since_analyze
+FROM wanted w
+JOIN pg_class c ON c.oid = w.oid
+JOIN pg_namespace ns ON ns.oid = c.relnamespace
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+WHERE c.relkind IN ('r', 'p', 'm')
+ORDER BY 1
+"""
+
+
+def gather(conn: psycopg.Connection, tables: Iterable[str]) -> tuple[TableStats, ...]:
+    """Catalog statistics for ``tables`` (names as written; unknown names are ignored)."""
+    names = sorted(set(tables))
+    if not names:
+        return ()
+    rows = conn.execute(_SQL, (names,)).fetchall()
+    return tuple(TableStats(*row) for row in rows)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def is_never_analyzed(t: TableStats, server_version_num: int) -> bool:
+    if t.size_bytes <= 0:
+        return False  # empty: nothing for the planner to misjudge
+    if t.can_read_stats:
+        return t.columns > 0 and t.columns_with_stats == 0
+    return server_version_num >= 140000 and t.reltuples < 0
+
+
+def evaluate(stats: Iterable[TableStats], thresholds: Thresholds, server_version_num: int,
+             old_rows: Mapping[str, float] | None = None) -> list[Finding]:
+    """Findings for tables on NEW, biggest first. ``old_rows``: reltuples on OLD by name."""
+    old_rows = old_rows or {}
+    findings: list[Finding] = []
+    for t in sorted(stats, key=lambda s: -s.size_bytes):
+        rows = old_rows.get(t.name, t.reltuples)
+        rows_text = f"{rows:,.0f} rows on OLD, " if rows and rows > 0 else ""
+        if is_never_analyzed(t, server_version_num):
+            how = ("no column has a pg_stats row" if t.can_read_stats
+                   else "reltuples = -1 (pg_stats not readable by this role: grant SELECT to check columns)")
+            findings.append(Finding(
+                "never_analyzed", "blocker", t.name,
+                f"{t.name} ({rows_text}{_size(t.size_bytes)}) has never been analyzed on NEW: {how}. "
+                "Without statistics the planner guesses selectivities and can choose plans and "
+                "indexes production never used.",
+                f"ANALYZE {t.name};",
+            ))
+            continue
+        mod = t.n_mod_since_analyze or 0
+        base = max(t.reltuples, 0.0)
+        if t.columns_with_stats and mod > thresholds.stale_mod_fraction * base + 50:
+            findings.append(Finding(
+                "stale_stats", "warning", t.name,
+                f"{t.name}: {mod:,} rows modified since its last ANALYZE "
+                f"({mod / max(base, 1):.0%} of {base:,.0f}); estimates may be off.",
+                f"ANALYZE {t.name};",
+            ))
+    return findings

@@ -1,0 +1,205 @@
+"""Command line: parse options, call the library, map outcomes to exit codes.
+
+Exit codes: 0 GO (or success), 1 NO-GO, 2 error (bad input, unreachable cluster,
+missing privilege...).  Errors are one line on stderr, never a traceback; set
+``PLANGUARD_DEBUG=1`` to see one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from planguard import db
+from planguard.errors import PlanguardError
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_GO, EXIT_NO_GO, EXIT_ERROR = 0, 1, 2
+
+
+def _progress(quiet: bool) -> Callable[[str], None] | None:
+    if quiet:
+        return None
+    return lambda message: click.echo(f"  {message}", err=True)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"planguard: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def handle_errors(func: F) -> F:
+    """Turn library errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PlanguardError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+            if os.environ.get("PLANGUARD_DEBUG"):
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (set PLANGUARD_DEBUG=1 for a traceback)")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _limits(statement_timeout: int, lock_timeout: int) -> db.SessionLimits:
+    return db.SessionLimits(statement_timeout_ms=statement_timeout, lock_timeout_ms=lock_timeout)
+
+
+def _safety_options(func: F) -> F:
+    func = click.option("--lock-timeout", type=click.IntRange(min=1), default=500, show_default=True,
+                        metavar="MS", help="lock_timeout for every planguard session, in ms.")(func)
+    func = click.option("--statement-timeout", type=click.IntRange(min=1), default=30_000,
+                        show_default=True, metavar="MS",
+                        help="statement_timeout for every planguard session, in ms.")(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="planguard")
+def main() -> None:
+    """planguard: go/no-go checks for PostgreSQL cutovers.
+
+    Capture the production workload from the OLD cluster, replay it with
+    EXPLAIN (ANALYZE, BUFFERS) on OLD and NEW, and get a verdict with reasons.
+    Exit codes: 0 GO, 1 NO-GO, 2 error.
+    """
+
+
+@main.command()
+@click.option("--dsn", required=True, metavar="DSN",
+              help="Old cluster: 'host=... port=... dbname=... user=...' or postgresql://...; "
+                   "the role needs pg_read_all_stats (or pg_monitor).")
+@click.option("--top", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many statements to keep.")
+@click.option("--order-by", type=click.Choice(["total_time", "calls", "mean_time"]),
+              default="total_time", show_default=True, help="What 'top' means.")
+@click.option("--database", metavar="NAME",
+              help="Database to capture from (default: the DSN's database).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Workload file to write, e.g. workloads/prod.json.")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Seed for sampling parameter values (same seed, same values).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@_safety_options
+@handle_errors
+def capture(dsn: str, top: int, order_by: str, database: str | None, output: Path, seed: int,
+            quiet: bool, statement_timeout: int, lock_timeout: int) -> None:
+    """Capture the top statements of the OLD cluster into a workload file.
+
+    Reads pg_stat_statements, binds every $n parameter to the column it is
+    compared with and samples real values for it (TABLESAMPLE, read-only).
+    """
+    from planguard.capture import capture as do_capture
+
+    workload = do_capture(dsn, top=top, order_by=order_by, database=database, seed=seed,
+                          limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet))
+    workload.save(output)
+    runnable = sum(1 for s in workload.statements if not s.skip_reason)
+    click.echo(f"captured {len(workload.statements)} statements ({runnable} executable) from "
+               f"PostgreSQL {workload.source.server_version}, database "
+               f"{workload.source.database!r} -> {output}")
+    for s in workload.statements:
+        if s.skip_reason:
+            click.echo(f"  not executable: {s.short_id} {s.query[:60]!r}: {s.skip_reason}")
+
+
+@main.command()
+@click.argument("old_dsn", metavar="OLD")
+@click.argument("new_dsn", metavar="NEW")
+@click.option("-w", "--workload", "workload_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Workload file written by 'planguard capture'.")
+@click.option("-o", "--output", "html", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML report (default: reports/<workload name>.html).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON report (default: reports/<workload name>.json).")
+@click.option("--repeat", type=click.IntRange(min=1, max=1000), default=5, show_default=True,
+              help="Measured EXPLAIN ANALYZE runs per statement and side, after one warm-up.")
+@click.option("--time-ratio", type=float, help="Regressed when NEW/OLD median time is at least this.")
+@click.option("--min-time-delta-ms", type=float, help="... and NEW is at least this many ms slower.")
+@click.option("--buffers-ratio", type=float, help="Regressed when NEW/OLD buffers are at least this.")
+@click.option("--min-buffers-delta", type=int, help="... and NEW reads at least this many more buffers.")
+@click.option("--stale-mod-fraction", type=float,
+              help="stale_stats when rows modified since ANALYZE exceed this fraction.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@_safety_options
+@handle_errors
+def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
+            json_path: Path | None, repeat: int, quiet: bool, statement_timeout: int,
+            lock_timeout: int, **threshold_flags: Any) -> None:
+    """Compare OLD and NEW on a workload and print GO or NO-GO.
+
+    Runs every statement with EXPLAIN (ANALYZE, BUFFERS) on both clusters at once
+    (SELECTs read-only, writes in a transaction that is always rolled back),
+    diffs the plans, checks statistics freshness on NEW, and writes the reports.
+    Exit code 0 GO, 1 NO-GO, 2 error.
+    """
+    from planguard.compare import compare as do_compare
+    from planguard.config import load_thresholds
+    from planguard.report import write_reports
+    from planguard.workload import load
+
+    thresholds = load_thresholds(threshold_flags)
+    workload = load(workload_path)
+    stem = workload_path.stem
+    html = html or Path("reports") / f"{stem}.html"
+    json_path = json_path or Path("reports") / f"{stem}.json"
+    result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
+                        limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet))
+    paths = write_reports(result, html, json_path)
+    _print_verdict(result.verdict.decision, result.verdict.reasons)
+    click.echo(f"report: {paths['html']}  json: {paths['json']}")
+    sys.exit(result.verdict.exit_code)
+
+
+def _print_verdict(decision: str, reasons: tuple[str, ...], limit: int = 5) -> None:
+    color = "green" if decision == "GO" else "red"
+    click.echo(click.style(decision, fg=color, bold=True))
+    for reason in reasons[:limit]:
+        click.echo(f"  - {reason}")
+    if len(reasons) > limit:
+        click.echo(f"  ... and {len(reasons) - limit} more in the report")
+
+
+@main.command()
+@click.option("--rows", type=click.IntRange(min=10_000), default=1_000_000, show_default=True,
+              help="Rows in the big table.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where workloads/ and reports/ are written.")
+@click.option("--repeat", type=click.IntRange(min=1, max=100), default=5, show_default=True,
+              help="Measured runs per statement and side.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@handle_errors
+def demo(rows: int, workdir: Path, repeat: int, quiet: bool) -> None:
+    """Reproduce the cutover postmortem on two throwaway clusters.
+
+    OLD: the oldest PostgreSQL found (e.g. 15), analyzed, with real traffic.
+    NEW: the newest (e.g. the embedded 18), restored with pg_dump, the big table
+    not analyzed.  Captures, compares (NO-GO), runs ANALYZE on NEW and compares
+    again (GO).  Exits 0 when the scenario ran; the verdicts are printed.
+    """
+    from planguard.demo import run
+
+    result = run(workdir, rows=rows, repeat=repeat, progress=_progress(quiet))
+    click.echo("\nAs restored (biggest table never analyzed on NEW):")
+    _print_verdict(result.before.verdict.decision, result.before.verdict.reasons, limit=3)
+    click.echo(f"  report: {result.reports['html']}")
+    click.echo("\nAfter ANALYZE on NEW:")
+    _print_verdict(result.after.verdict.decision, result.after.verdict.reasons, limit=3)
+    click.echo(f"  report: {result.reports['after_html']}")
+    click.echo(f"\nworkload: {result.reports['workload']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,83 @@
+"""Thresholds and options: CLI flag > environment (``PLANGUARD_*``) > ``[tool.planguard]``
+in ``pyproject.toml`` or a ``planguard.toml`` in the working directory > defaults."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from planguard.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a difference between OLD and NEW counts.
+
+    A statement *regressed* when NEW's median execution time is at least
+    ``time_ratio`` times OLD's **and** at least ``min_time_delta_ms`` slower, or when
+    its median shared buffers (hit + read, plus temp) are at least ``buffers_ratio``
+    times OLD's **and** at least ``min_buffers_delta`` more.  The floors keep
+    sub-millisecond noise from ever blocking a cutover.
+    """
+
+    time_ratio: float = 2.0
+    min_time_delta_ms: float = 1.0
+    buffers_ratio: float = 2.0
+    min_buffers_delta: int = 1000
+    # stale_stats: rows modified since the last ANALYZE, relative to the table's rows.
+    stale_mod_fraction: float = 0.2
+
+
+def _file_settings(cwd: Path) -> dict[str, Any]:
+    for name, key in (("planguard.toml", None), ("pyproject.toml", "planguard")):
+        path = cwd / name
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        section = data if key is None else data.get("tool", {}).get(key, {})
+        if section:
+            return dict(section)
+    return {}
+
+
+def load_thresholds(
+    overrides: Mapping[str, Any] | None = None, cwd: Path | None = None
+) -> Thresholds:
+    """Thresholds from defaults, file, environment and ``overrides`` (None values ignored)."""
+    result = Thresholds()
+    known = {f.name: f.type for f in fields(Thresholds)}
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        ("config file", _file_settings(cwd or Path.cwd())),
+        ("environment", {
+            name: os.environ[f"PLANGUARD_{name.upper()}"]
+            for name in known if f"PLANGUARD_{name.upper()}" in os.environ
+        }),
+        ("command line", {k: v for k, v in (overrides or {}).items() if v is not None}),
+    ]
+    for origin, layer in layers:
+        for name, raw in layer.items():
+            if name not in known:
+                continue  # other tools' keys, or options that are not thresholds
+            cast = int if known[name] in (int, "int") else float
+            try:
+                value = cast(raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{name} from {origin} must be a number, got {raw!r}") from exc
+            if value < 0:
+                raise ConfigError(f"{name} from {origin} must not be negative, got {raw!r}")
+            result = replace(result, **{name: value})
+    if result.time_ratio < 1 or result.buffers_ratio < 1:
+        raise ConfigError("time_ratio and buffers_ratio must be at least 1.0")
+    return result

@@ -1,0 +1,201 @@
+"""Plan differences and the regression call (pure: no database).
+
+``diff_plans(old, new)`` aligns the two plans by relation (not by position) and
+names what the planner chose differently: the scan method and index per relation,
+indexes used on one side only, the join method per set of joined relations, the
+join order, aggregate strategies and parallelism.
+
+``classify(old, new, thresholds)`` decides a statement's status from the medians
+of execution time and buffers on each side.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from planguard.config import Thresholds
+from planguard.plan import JOIN_NODES, Plan, PlanNode, shape_fingerprint
+
+STATUSES = ("regressed", "error", "plan_changed", "improved", "unchanged", "skipped")
+# Order of severity when a statement's parameter sets disagree: the worst one speaks.
+SEVERITY = {s: i for i, s in enumerate(STATUSES)}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing the planner chose differently on NEW. ``kind`` is a stable name."""
+
+    kind: str  # scan_method, index_changed, index_new_only, index_old_only, join_method,
+    #            join_order, aggregate_strategy, parallelism, plan_shape
+    detail: str
+    relation: str | None = None
+    index: str | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One side's result for one parameter set: medians over the measured runs."""
+
+    median_ms: float | None = None
+    shared_buffers: int | None = None  # shared hit + read, median over runs
+    temp_buffers: int | None = None  # temp read + written, median over runs
+    runs: int = 0
+    plan: Plan | None = None  # the run whose time is closest to the median
+    error: str | None = None
+    plan_fingerprints: tuple[str, ...] = ()  # distinct shapes seen across runs
+
+    @property
+    def plan_fingerprint(self) -> str | None:
+        return shape_fingerprint(self.plan) if self.plan else None
+
+    @property
+    def buffers(self) -> int:
+        """Shared plus temp buffers: what the regression call compares."""
+        return (self.shared_buffers or 0) + (self.temp_buffers or 0)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.plan is not None
+
+
+def _scans(plan: Plan) -> dict[str, list[tuple[str, str | None]]]:
+    """relation -> [(scan node type, index or None)], bitmap heap scans with their indexes."""
+    out: dict[str, list[tuple[str, str | None]]] = {}
+
+    def bitmap_indexes(node: PlanNode) -> list[str]:
+        return sorted({n.index_name for n in node.walk() if n.index_name})
+
+    for node in plan.nodes():
+        if not node.scan_method or not node.relation:
+            continue
+        if node.node_type == "Bitmap Heap Scan":
+            idx = ", ".join(bitmap_indexes(node)) or None
+        else:
+            idx = node.index_name
+        out.setdefault(node.relation, []).append((node.node_type, idx))
+    return {k: sorted(v, key=lambda x: (x[0], x[1] or "")) for k, v in out.items()}
+
+
+def _describe_scan(node_type: str, index: str | None) -> str:
+    return f"{node_type} using {index}" if index else node_type
+
+
+def _leaf_relations(node: PlanNode) -> frozenset[str]:
+    return frozenset(n.relation for n in node.walk() if n.relation)
+
+
+def _joins(plan: Plan) -> dict[frozenset[str], list[str]]:
+    out: dict[frozenset[str], list[str]] = {}
+    for node in plan.nodes():
+        if node.node_type in JOIN_NODES:
+            rels = _leaf_relations(node)
+            label = node.node_type + (f" ({node.join_type})" if node.join_type not in (None, "Inner") else "")
+            out.setdefault(rels, []).append(label)
+    return out
+
+
+def _join_order(plan: Plan) -> list[str]:
+    order: list[str] = []
+    for node in plan.nodes():
+        if node.scan_method and node.relation and node.relation not in order:
+            order.append(node.relation)
+    return order
+
+
+def diff_plans(old: Plan, new: Plan) -> tuple[Change, ...]:
+    """What the planner chose differently on NEW than on OLD; empty when the shapes match."""
+    if shape_fingerprint(old) == shape_fingerprint(new):
+        return ()
+    changes: list[Change] = []
+    old_scans, new_scans = _scans(old), _scans(new)
+    for rel in sorted(set(old_scans) & set(new_scans)):
+        o, n = old_scans[rel], new_scans[rel]
+        if o == n:
+            continue
+        o_types, n_types = [t for t, _ in o], [t for t, _ in n]
+        o_text = ", ".join(_describe_scan(*x) for x in o)
+        n_text = ", ".join(_describe_scan(*x) for x in n)
+        kind = "scan_method" if o_types != n_types else "index_changed"
+        changes.append(Change(kind, f"{rel}: {o_text} → {n_text}", relation=rel))
+    old_idx = {(rel, i) for rel, v in old_scans.items() for _, idx in v if idx for i in idx.split(", ")}
+    new_idx = {(rel, i) for rel, v in new_scans.items() for _, idx in v if idx for i in idx.split(", ")}
+    for rel, idx in sorted(new_idx - old_idx):
+        changes.append(Change("index_new_only", f"index {idx} on {rel} is used on NEW only",
+                              relation=rel, index=idx))
+    for rel, idx in sorted(old_idx - new_idx):
+        changes.append(Change("index_old_only", f"index {idx} on {rel} is used on OLD only",
+                              relation=rel, index=idx))
+    for rel in sorted(set(old_scans) ^ set(new_scans)):
+        side = "NEW" if rel in new_scans else "OLD"
+        changes.append(Change("plan_shape", f"{rel} is scanned on {side} only", relation=rel))
+
+    old_joins, new_joins = _joins(old), _joins(new)
+    for rels in sorted(set(old_joins) & set(new_joins), key=lambda r: (len(r), sorted(r))):
+        if Counter(old_joins[rels]) != Counter(new_joins[rels]):
+            names = " ⋈ ".join(sorted(rels))
+            changes.append(Change(
+                "join_method",
+                f"{names}: {', '.join(old_joins[rels])} → {', '.join(new_joins[rels])}",
+            ))
+    o_order, n_order = _join_order(old), _join_order(new)
+    if len(o_order) > 1 and set(o_order) == set(n_order) and o_order != n_order:
+        changes.append(Change("join_order", f"{' → '.join(o_order)} became {' → '.join(n_order)}"))
+
+    def aggs(p: Plan) -> Counter[str]:
+        return Counter(n.label for n in p.nodes() if n.node_type in ("Aggregate", "SetOp"))
+
+    if aggs(old) != aggs(new):
+        changes.append(Change("aggregate_strategy",
+                              f"{', '.join(sorted(aggs(old))) or 'none'} → {', '.join(sorted(aggs(new))) or 'none'}"))
+
+    def gathers(p: Plan) -> int:
+        return sum(1 for n in p.nodes() if n.node_type in ("Gather", "Gather Merge"))
+
+    if bool(gathers(old)) != bool(gathers(new)):
+        changes.append(Change("parallelism", "parallel plan on " + ("NEW only" if gathers(new) else "OLD only")))
+    if not changes:
+        changes.append(Change("plan_shape", "the plan tree differs (node types or order)"))
+    return tuple(changes)
+
+
+def _worse(new: float, old: float, ratio: float, floor: float) -> bool:
+    return new >= old * ratio and new - old >= floor
+
+
+@dataclass(frozen=True)
+class Call:
+    """A regression call: the status and the one-line reason for it."""
+
+    status: str
+    reason: str
+
+
+def classify(old: Measurement, new: Measurement, t: Thresholds) -> Call:
+    """Status of one parameter set from both sides' medians.
+
+    regressed: NEW is slower by ``time_ratio`` and ``min_time_delta_ms``, or reads
+    ``buffers_ratio`` times and ``min_buffers_delta`` more buffers; improved is the
+    mirror image; plan_changed: a different plan within the thresholds.
+    """
+    if not new.ok and not old.ok:
+        return Call("error", f"fails on both clusters: {new.error}")
+    if not new.ok:
+        return Call("error", f"fails on NEW only: {new.error}")
+    if not old.ok:
+        return Call("error", f"fails on OLD only: {old.error}")
+    assert old.median_ms is not None and new.median_ms is not None
+    ob, nb = old.buffers or 0, new.buffers or 0
+    om, nm = old.median_ms, new.median_ms
+    why: list[str] = []
+    if _worse(nm, om, t.time_ratio, t.min_time_delta_ms):
+        why.append(f"median time {om:.2f} → {nm:.2f} ms ({nm / max(om, 1e-3):.1f}×)")
+    if _worse(nb, ob, t.buffers_ratio, t.min_buffers_delta):
+        why.append(f"buffers {ob} → {nb} ({nb / max(ob, 1):.1f}×)")
+    if why:
+        return Call("regressed", "; ".join(why))
+    if _worse(om, nm, t.time_ratio, t.min_time_delta_ms) or _worse(ob, nb, t.buffers_ratio, t.min_buffers_delta):
+        return Call("improved", f"median time {om:.2f} → {nm:.2f} ms, buffers {ob} → {nb}")
+    if old.plan_fingerprint != new.plan_fingerprint:
+        return Call("plan_changed", "different plan, cost within thresholds")
+    return Call("unchanged", "same plan, within thresholds")

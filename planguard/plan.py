@@ -1,0 +1,246 @@
+"""Plan model from ``EXPLAIN (FORMAT JSON)`` output (pure: no database).
+
+``parse_plan`` turns PostgreSQL's JSON into an immutable tree of ``PlanNode``.
+Every node type is accepted (unknown ones are kept as they are); numbers that
+PostgreSQL 18 prints as fractions (``"Actual Rows": 965.67``) are kept as floats.
+
+``shape_fingerprint`` hashes what the planner *chose* (node types, join types,
+aggregate strategies, relations, indexes, the order of children) and nothing it
+*estimated* or *measured*, so the same plan on two clusters has the same
+fingerprint however its costs and timings differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+SCAN_METHODS = {
+    "Seq Scan": "seq",
+    "Index Scan": "index",
+    "Index Only Scan": "index_only",
+    "Bitmap Heap Scan": "bitmap",
+    "Tid Scan": "tid",
+    "Tid Range Scan": "tid_range",
+    "Sample Scan": "sample",
+    "Foreign Scan": "foreign",
+    "Custom Scan": "custom",
+}
+JOIN_NODES = {"Nested Loop", "Hash Join", "Merge Join"}
+
+
+class PlanFormatError(ValueError):
+    """The input is not EXPLAIN (FORMAT JSON) output."""
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    node_type: str
+    relation: str | None = None  # schema-qualified when EXPLAIN VERBOSE gave the schema
+    alias: str | None = None
+    index_name: str | None = None
+    join_type: str | None = None
+    strategy: str | None = None  # Aggregate / SetOp strategy: Plain, Sorted, Hashed, Mixed
+    parent_relationship: str | None = None  # Outer, Inner, InitPlan, SubPlan, Member, ...
+    subplan_name: str | None = None
+    parallel_aware: bool = False
+    plan_rows: float = 0.0
+    total_cost: float = 0.0
+    actual_rows: float | None = None
+    actual_loops: float | None = None
+    children: tuple[PlanNode, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def walk(self) -> Iterator[PlanNode]:
+        """This node and all below it, depth first, children in plan order."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    @property
+    def scan_method(self) -> str | None:
+        """seq / index / index_only / bitmap / ... for scan nodes, else None."""
+        return SCAN_METHODS.get(self.node_type)
+
+    @property
+    def label(self) -> str:
+        """Node as EXPLAIN's text format names it: "Index Scan using i on public.t x"."""
+        parts = [self.node_type]
+        if self.strategy and self.node_type in ("Aggregate", "SetOp"):
+            parts = [{"Hashed": "HashAggregate", "Sorted": "GroupAggregate",
+                      "Mixed": "MixedAggregate"}.get(self.strategy, self.node_type)]
+        if self.join_type and self.node_type in JOIN_NODES and self.join_type != "Inner":
+            parts.append(self.join_type)
+        if self.parallel_aware:
+            parts.insert(0, "Parallel")
+        if self.index_name and self.node_type == "Bitmap Index Scan":
+            parts.append(f"on {self.index_name}")
+        elif self.index_name:
+            parts.append(f"using {self.index_name}")
+        if self.relation:
+            parts.append(f"on {self.relation}")
+            if self.alias and self.alias != self.relation.split(".")[-1]:
+                parts.append(self.alias)
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Plan:
+    root: PlanNode
+    planning_ms: float | None = None
+    execution_ms: float | None = None
+    triggers: tuple[Mapping[str, Any], ...] = ()
+    jit: Mapping[str, Any] | None = None
+
+    def nodes(self) -> Iterator[PlanNode]:
+        return self.root.walk()
+
+    @property
+    def shared_buffers(self) -> int:
+        """Shared blocks hit + read by the execution (the root's totals include children)."""
+        r = self.root.raw
+        return int(r.get("Shared Hit Blocks", 0)) + int(r.get("Shared Read Blocks", 0))
+
+    @property
+    def temp_buffers(self) -> int:
+        r = self.root.raw
+        return int(r.get("Temp Read Blocks", 0)) + int(r.get("Temp Written Blocks", 0))
+
+    @property
+    def total_buffers(self) -> int:
+        return self.shared_buffers + self.temp_buffers
+
+
+def _node(d: Mapping[str, Any]) -> PlanNode:
+    if not isinstance(d, Mapping) or "Node Type" not in d:
+        raise PlanFormatError("a plan node without 'Node Type'")
+    relation = d.get("Relation Name")
+    if relation and d.get("Schema"):
+        relation = f"{d['Schema']}.{relation}"
+    children = tuple(_node(c) for c in d.get("Plans", ()) or ())
+    raw = {k: v for k, v in d.items() if k != "Plans"}
+    return PlanNode(
+        node_type=str(d["Node Type"]),
+        relation=relation,
+        alias=d.get("Alias"),
+        index_name=d.get("Index Name"),
+        join_type=d.get("Join Type"),
+        strategy=d.get("Strategy"),
+        parent_relationship=d.get("Parent Relationship"),
+        subplan_name=d.get("Subplan Name"),
+        parallel_aware=bool(d.get("Parallel Aware", False)),
+        plan_rows=float(d.get("Plan Rows", 0) or 0),
+        total_cost=float(d.get("Total Cost", 0) or 0),
+        actual_rows=None if d.get("Actual Rows") is None else float(d["Actual Rows"]),
+        actual_loops=None if d.get("Actual Loops") is None else float(d["Actual Loops"]),
+        children=children,
+        raw=MappingProxyType(raw),
+    )
+
+
+def parse_plan(explain: Any) -> Plan:
+    """A Plan from EXPLAIN (FORMAT JSON) output: the JSON text, the list, or its one element."""
+    data = explain
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise PlanFormatError(f"not JSON: {exc.msg}") from exc
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise PlanFormatError(f"expected one plan, got {len(data)}")
+        data = data[0]
+    if not isinstance(data, Mapping) or "Plan" not in data:
+        raise PlanFormatError("no top-level 'Plan' key: is this EXPLAIN (FORMAT JSON) output?")
+    return Plan(
+        root=_node(data["Plan"]),
+        planning_ms=data.get("Planning Time"),
+        execution_ms=data.get("Execution Time"),
+        triggers=tuple(MappingProxyType(t) for t in data.get("Triggers", ()) or ()),
+        jit=MappingProxyType(data["JIT"]) if data.get("JIT") else None,
+    )
+
+
+def _shape(node: PlanNode) -> list[Any]:
+    return [
+        node.node_type, node.parallel_aware, node.join_type, node.strategy,
+        node.relation, node.index_name, node.parent_relationship,
+        [_shape(c) for c in node.children],
+    ]
+
+
+def shape_fingerprint(plan: Plan) -> str:
+    """A short hash of the plan's shape, independent of costs, rows and timings."""
+    canon = json.dumps(_shape(plan.root), separators=(",", ":"))
+    return hashlib.sha1(canon.encode()).hexdigest()[:16]
+
+
+def indexes_used(plan: Plan) -> tuple[str, ...]:
+    """Names of the indexes the plan scans, sorted, without duplicates."""
+    return tuple(sorted({n.index_name for n in plan.nodes() if n.index_name}))
+
+
+def relations(plan: Plan) -> tuple[str, ...]:
+    """Relations the plan reads, sorted, without duplicates."""
+    return tuple(sorted({n.relation for n in plan.nodes() if n.relation}))
+
+
+def _fmt_rows(v: float | None) -> str:
+    if v is None:
+        return "?"
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
+
+
+def render_text(plan: Plan) -> str:
+    """Plan as indented text in the spirit of EXPLAIN (ANALYZE, BUFFERS) text output."""
+    lines: list[str] = []
+
+    def emit(node: PlanNode, depth: int) -> None:
+        r = node.raw
+        pad = "  " * depth
+        head = pad + ("-> " if depth else "") + node.label
+        est = f"(cost={r.get('Startup Cost', 0):.2f}..{node.total_cost:.2f} rows={_fmt_rows(node.plan_rows)})"
+        act = ""
+        if node.actual_rows is not None:
+            if r.get("Actual Total Time") is not None:
+                act = (f" (actual time={r.get('Actual Startup Time', 0):.3f}..{r['Actual Total Time']:.3f}"
+                       f" rows={_fmt_rows(node.actual_rows)} loops={_fmt_rows(node.actual_loops)})")
+            else:
+                act = f" (actual rows={_fmt_rows(node.actual_rows)} loops={_fmt_rows(node.actual_loops)})"
+        if node.subplan_name:
+            lines.append(f"{pad}{node.subplan_name}")
+        lines.append(f"{head}  {est}{act}")
+        detail_pad = pad + ("   " if depth else "") + "  "
+        for key in ("Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join Filter", "Filter",
+                    "Sort Key", "Group Key"):
+            if r.get(key):
+                val = r[key] if isinstance(r[key], str) else ", ".join(map(str, r[key]))
+                lines.append(f"{detail_pad}{key}: {val}")
+        if r.get("Rows Removed by Filter"):
+            lines.append(f"{detail_pad}Rows Removed by Filter: {_fmt_rows(r['Rows Removed by Filter'])}")
+        if r.get("Sort Method"):
+            lines.append(f"{detail_pad}Sort Method: {r['Sort Method']}  "
+                         f"{r.get('Sort Space Type', '')}: {r.get('Sort Space Used', '?')}kB")
+        bufs = [f"{k.split()[1].lower()}={r[k]}" for k in ("Shared Hit Blocks", "Shared Read Blocks",
+                "Shared Dirtied Blocks", "Shared Written Blocks") if r.get(k)]
+        temp = [f"{k.split()[1].lower()}={r[k]}" for k in ("Temp Read Blocks", "Temp Written Blocks")
+                if r.get(k)]
+        if bufs or temp:
+            text = "Buffers:" + (" shared " + " ".join(bufs) if bufs else "")
+            text += (", temp " if bufs and temp else " temp " if temp else "") + " ".join(temp)
+            lines.append(f"{detail_pad}{text}")
+        for child in node.children:
+            emit(child, depth + 1)
+
+    emit(plan.root, 0)
+    if plan.planning_ms is not None:
+        lines.append(f"Planning Time: {plan.planning_ms:.3f} ms")
+    for t in plan.triggers:
+        lines.append(f"Trigger {t.get('Trigger Name')}: time={t.get('Time', 0):.3f} calls={t.get('Calls')}")
+    if plan.execution_ms is not None:
+        lines.append(f"Execution Time: {plan.execution_ms:.3f} ms")
+    return "\n".join(lines)

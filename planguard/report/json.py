@@ -1,0 +1,108 @@
+"""The JSON report: a stable, versioned contract (``format_version`` 1).
+
+Fields are only ever added within a format version; a removal or change of meaning
+bumps ``format_version``.  See docs/json-contract.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from planguard.compare import Comparison, ParamSetResult, StatementResult
+from planguard.diff import STATUSES, Measurement
+from planguard.plan import indexes_used, render_text
+from planguard.verdict import sort_findings
+
+FORMAT_VERSION = 1
+
+
+def _side(m: Measurement) -> dict[str, Any]:
+    return {
+        "median_ms": None if m.median_ms is None else round(m.median_ms, 3),
+        "shared_buffers": m.shared_buffers,
+        "temp_buffers": m.temp_buffers,
+        "runs": m.runs,
+        "plan_fingerprint": m.plan_fingerprint,
+        "indexes": list(indexes_used(m.plan)) if m.plan else [],
+        "error": m.error,
+        "plan_text": render_text(m.plan) if m.plan else None,
+    }
+
+
+def _param_set(p: ParamSetResult) -> dict[str, Any]:
+    return {
+        "label": p.label,
+        "values": list(p.values),
+        "status": p.call.status,
+        "reason": p.call.reason,
+        "old": _side(p.old),
+        "new": _side(p.new),
+        "changes": [{"kind": c.kind, "detail": c.detail} for c in p.changes],
+    }
+
+
+def _ratio(p: ParamSetResult | None) -> float | None:
+    if p is None or p.old.median_ms is None or p.new.median_ms is None:
+        return None
+    return round(p.new.median_ms / max(p.old.median_ms, 1e-3), 2)
+
+
+def _statement(r: StatementResult) -> dict[str, Any]:
+    s = r.statement
+    dec = r.decisive
+    empty = _side(Measurement())
+    return {
+        "fingerprint": s.fingerprint,
+        "query": s.query,
+        "kind": s.kind,
+        "calls": s.calls,
+        "calls_per_second": s.calls_per_second,
+        "mean_ms_on_old": s.mean_ms,
+        "tables": list(s.tables),
+        "status": r.status,
+        "reason": r.reason,
+        "time_ratio": _ratio(dec),
+        "decisive_param_set": dec.label if dec else None,
+        "old": _side(dec.old) if dec else empty,
+        "new": _side(dec.new) if dec else empty,
+        "changes": [{"kind": c.kind, "detail": c.detail} for c in (dec.changes if dec else ())],
+        "param_sets": [_param_set(p) for p in r.param_sets],
+    }
+
+
+def to_dict(c: Comparison) -> dict[str, Any]:
+    """The report as plain data: the JSON contract, and the HTML template's context."""
+    statements = [_statement(r) for r in c.statements]
+    counts = {status: 0 for status in STATUSES}
+    for r in c.statements:
+        counts[r.status] += 1
+    return {
+        "format_version": FORMAT_VERSION,
+        "verdict": c.verdict.decision,
+        "exit_code": c.verdict.exit_code,
+        "reasons": list(c.verdict.reasons),
+        "generated_at": c.started_at,
+        "duration_s": round(c.duration_s, 2),
+        "repeat": c.repeat,
+        "thresholds": asdict(c.thresholds),
+        "old": {"server_version": c.old.version, "server_version_num": c.old.version_num,
+                "dsn": c.old.dsn},
+        "new": {"server_version": c.new.version, "server_version_num": c.new.version_num,
+                "dsn": c.new.dsn},
+        "workload": {
+            "captured_at": c.workload.source.captured_at,
+            "database": c.workload.source.database,
+            "server_version": c.workload.source.server_version,
+            "statements": len(c.workload.statements),
+        },
+        "summary": counts,
+        "statements": statements,
+        "findings": [asdict(f) for f in sort_findings(c.findings)],
+        "tables": [asdict(t) for t in c.tables],
+    }
+
+
+def dump_json(context: dict[str, Any]) -> str:
+    return json.dumps(context, indent=2, default=str) + "\n"

@@ -1,0 +1,44 @@
+"""GO / NO-GO from findings (pure).
+
+NO-GO when any finding is a blocker: a statement regressed beyond the thresholds,
+a statement fails on NEW only, or a table the workload touches was never analyzed
+on NEW.  The reasons list blockers first, most important kinds first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from planguard.checks import SEVERITIES, Finding
+
+GO, NO_GO = "GO", "NO-GO"
+# Kinds that explain an outage come before their symptoms.
+KIND_ORDER = ("never_analyzed", "plan_regression", "query_error", "stale_stats")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: str  # GO or NO-GO
+    reasons: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.decision == GO else 1
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    def key(f: Finding) -> tuple[int, int, str]:
+        kind_rank = KIND_ORDER.index(f.kind) if f.kind in KIND_ORDER else len(KIND_ORDER)
+        return SEVERITIES.index(f.severity), kind_rank, f.object
+    return sorted(findings, key=key)
+
+
+def decide(findings: Iterable[Finding]) -> Verdict:
+    ordered = sort_findings(findings)
+    blockers = [f for f in ordered if f.severity == "blocker"]
+    if blockers:
+        return Verdict(NO_GO, tuple(f"{f.kind}: {f.message}" for f in blockers))
+    warnings = [f for f in ordered if f.severity == "warning"]
+    reasons = ["no blocker found"] + [f"{f.kind}: {f.message}" for f in warnings]
+    return Verdict(GO, tuple(reasons))

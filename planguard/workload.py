@@ -1,0 +1,184 @@
+"""The workload: statements captured from the old cluster, and its versioned file format.
+
+A workload file is JSON with ``"format_version": 1``.  It holds each statement's
+normalized text, its pglast fingerprint (the key that matches statements across
+clusters and versions, unlike ``queryid``), production call statistics, how each
+``$n`` parameter is bound, executable parameter sets, and a snapshot of the old
+cluster's catalog statistics for the tables involved.  It never holds a password.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planguard.errors import WorkloadError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a ``$n`` parameter stands for.
+
+    ``role`` is ``compare`` (``col <op> $n``), ``any`` (``col = ANY($n)``: an array),
+    ``set`` / ``insert`` (a value written into ``column``), ``limit``, ``offset``,
+    ``cast`` (only a type is known, from ``$n::type``) or ``unbound``.
+    """
+
+    number: int
+    role: str
+    table: str | None = None
+    column: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True)
+class ParamSet:
+    """One executable set of parameter values, as text (``None`` is SQL NULL)."""
+
+    label: str
+    values: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class Statement:
+    fingerprint: str
+    query: str
+    kind: str  # select, insert, update, delete, merge
+    calls: int = 0
+    total_ms: float = 0.0
+    mean_ms: float = 0.0
+    rows: int = 0
+    shared_blks_hit: int = 0
+    shared_blks_read: int = 0
+    calls_per_second: float | None = None
+    database: str | None = None
+    users: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+    param_sets: tuple[ParamSet, ...] = ()
+    skip_reason: str | None = None
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind != "select"
+
+    @property
+    def short_id(self) -> str:
+        return self.fingerprint[:8]
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """Catalog statistics of one table on the old cluster at capture time."""
+
+    name: str  # schema-qualified
+    reltuples: float
+    relpages: int
+    n_live_tup: int | None = None
+    n_mod_since_analyze: int | None = None
+    last_analyze: str | None = None
+    last_autoanalyze: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """An index on the old cluster and how often it was scanned since the stats reset."""
+
+    name: str  # schema-qualified
+    table: str
+    definition: str
+    idx_scan: int | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    server_version: str
+    server_version_num: int
+    database: str
+    dsn: str  # redacted: no password
+    captured_at: str
+    stats_reset: str | None = None
+    stats_window_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Workload:
+    source: Source
+    statements: tuple[Statement, ...]
+    tables: tuple[TableSnapshot, ...] = ()
+    indexes: tuple[IndexSnapshot, ...] = ()
+    format_version: int = FORMAT_VERSION
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def index(self, name: str) -> IndexSnapshot | None:
+        """The snapshot of an index by its schema-qualified or bare name."""
+        for ix in self.indexes:
+            if name in (ix.name, ix.name.split(".", 1)[-1]):
+                return ix
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+
+
+def _tuple_of(cls: Any, items: list[dict[str, Any]] | None, ctx: str) -> tuple[Any, ...]:
+    out = []
+    for item in items or []:
+        try:
+            out.append(cls(**item))
+        except TypeError as exc:
+            raise WorkloadError(f"{ctx}: unexpected entry {item!r}: {exc}") from exc
+    return tuple(out)
+
+
+def from_dict(data: dict[str, Any], origin: str = "workload") -> Workload:
+    """Build a Workload from its JSON form, checking the format version."""
+    if not isinstance(data, dict):
+        raise WorkloadError(f"{origin}: not a planguard workload (expected a JSON object)")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise WorkloadError(
+            f"{origin}: format_version {version!r} is not supported (this planguard reads "
+            f"{FORMAT_VERSION}); capture the workload again with this version"
+        )
+    try:
+        statements = []
+        for s in data["statements"]:
+            s = dict(s)
+            s["bindings"] = _tuple_of(Binding, s.get("bindings"), origin)
+            s["param_sets"] = tuple(
+                ParamSet(p["label"], tuple(p["values"])) for p in s.get("param_sets") or []
+            )
+            s["users"] = tuple(s.get("users") or ())
+            s["tables"] = tuple(s.get("tables") or ())
+            statements.append(Statement(**s))
+        return Workload(
+            source=Source(**data["source"]),
+            statements=tuple(statements),
+            tables=_tuple_of(TableSnapshot, data.get("tables"), origin),
+            indexes=_tuple_of(IndexSnapshot, data.get("indexes"), origin),
+            notes=tuple(data.get("notes") or ()),
+        )
+    except (KeyError, TypeError) as exc:
+        raise WorkloadError(f"{origin}: malformed workload ({exc!r})") from exc
+
+
+def load(path: Path) -> Workload:
+    """Read a workload file; a clear WorkloadError for anything wrong with it."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise WorkloadError(f"cannot read workload {path}: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkloadError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    return from_dict(data, origin=str(path))

@@ -1,0 +1,87 @@
+"""Plan diff and regression calls on real plans (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from planguard.config import Thresholds
+from planguard.diff import Measurement, classify, diff_plans
+from planguard.plan import parse_plan
+from tests.conftest import fixture_names, plan_fixture
+
+T = Thresholds()
+
+
+def m(ms: float, buffers: int, plan_name: str = "pg18_tenant_list") -> Measurement:
+    return Measurement(median_ms=ms, shared_buffers=buffers, temp_buffers=0, runs=5,
+                       plan=parse_plan(plan_fixture(plan_name)))
+
+
+def test_identical_plans_have_no_changes() -> None:
+    for name in fixture_names("pg18"):
+        p = parse_plan(plan_fixture(name))
+        assert diff_plans(p, p) == ()
+
+
+def test_the_demo_flip_names_the_index_and_scan_method() -> None:
+    old = parse_plan(plan_fixture("pg18_tenant_list"))
+    new = parse_plan(plan_fixture("pg18_tenant_list_unanalyzed"))
+    changes = {c.kind: c for c in diff_plans(old, new)}
+    assert changes["scan_method"].relation == "public.transactions"
+    assert "Index Scan using transactions_tenant_created_idx" in changes["scan_method"].detail
+    assert "Bitmap Heap Scan using transactions_status_tenant_idx" in changes["scan_method"].detail
+    assert changes["index_new_only"].index == "transactions_status_tenant_idx"
+    assert changes["index_old_only"].index == "transactions_tenant_created_idx"
+
+
+def test_join_method_change_is_reported_per_relation_set() -> None:
+    merge = parse_plan(plan_fixture("pg18_merge_join"))
+    hashed = parse_plan(plan_fixture("pg18_hash_join_agg"))
+    kinds = {c.kind for c in diff_plans(merge, hashed)}
+    assert "join_method" in kinds or "plan_shape" in kinds
+
+
+def test_cross_version_differences_are_described() -> None:
+    if "pg15_union_window" not in fixture_names():
+        pytest.skip("fixtures were recorded without PostgreSQL 15")
+    old = parse_plan(plan_fixture("pg15_union_window"))
+    new = parse_plan(plan_fixture("pg18_union_window"))
+    changes = diff_plans(old, new)
+    assert changes and all(c.detail for c in changes)
+
+
+def test_regressed_by_time_and_buffers() -> None:
+    call = classify(m(0.05, 6), m(185.4, 9760, "pg18_tenant_list_unanalyzed"), T)
+    assert call.status == "regressed"
+    assert "0.05 → 185.40 ms" in call.reason and "buffers 6 → 9760" in call.reason
+
+
+def test_sub_millisecond_noise_never_regresses() -> None:
+    # 4x slower, but only 0.3 ms: below the absolute floor.
+    assert classify(m(0.1, 5), m(0.4, 5), T).status == "unchanged"
+
+
+def test_buffers_alone_can_regress() -> None:
+    assert classify(m(10.0, 1000), m(12.0, 5000), T).status == "regressed"
+
+
+def test_small_buffer_growth_is_not_a_regression() -> None:
+    assert classify(m(10.0, 10), m(10.5, 400), T).status == "unchanged"
+
+
+def test_improved_and_plan_changed() -> None:
+    assert classify(m(50.0, 9000, "pg18_tenant_list_unanalyzed"), m(0.5, 5), T).status == "improved"
+    assert classify(m(1.0, 10), m(1.1, 12, "pg18_tenant_list_unanalyzed"), T).status == "plan_changed"
+
+
+def test_errors_say_which_side() -> None:
+    ok, bad = m(1.0, 10), Measurement(error="relation does not exist")
+    assert classify(ok, bad, T).reason.startswith("fails on NEW only")
+    assert classify(bad, ok, T).reason.startswith("fails on OLD only")
+    assert classify(bad, bad, T).reason.startswith("fails on both")
+
+
+def test_thresholds_are_respected() -> None:
+    strict = Thresholds(time_ratio=1.1, min_time_delta_ms=0.1)
+    assert classify(m(1.0, 10), m(1.3, 10), strict).status == "regressed"
+    assert classify(m(1.0, 10), m(1.3, 10), T).status == "unchanged"

@@ -1,0 +1,130 @@
+"""Bind analysis on real statements (no server): pgbench's, TPC-H-style and ORM-style.
+
+Each case: the normalized statement as pg_stat_statements shows it, and the
+expected binding of every $n as "role table.column type" (or "role type").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from planguard.params import ParseFailure, TableColumns, analyze, resolve
+
+CATALOG = {
+    "pgbench_accounts": TableColumns("public.pgbench_accounts",
+                                     {"aid": "integer", "bid": "integer", "abalance": "integer",
+                                      "filler": "character(84)"}),
+    "pgbench_tellers": TableColumns("public.pgbench_tellers",
+                                    {"tid": "integer", "bid": "integer", "tbalance": "integer"}),
+    "pgbench_branches": TableColumns("public.pgbench_branches",
+                                     {"bid": "integer", "bbalance": "integer"}),
+    "pgbench_history": TableColumns("public.pgbench_history",
+                                    {"tid": "integer", "bid": "integer", "aid": "integer",
+                                     "delta": "integer", "mtime": "timestamp without time zone"}),
+    "lineitem": TableColumns("tpch.lineitem", {"l_orderkey": "bigint", "l_shipdate": "date",
+                                               "l_discount": "numeric", "l_quantity": "numeric",
+                                               "l_returnflag": "char(1)"}),
+    "orders": TableColumns("tpch.orders", {"o_orderkey": "bigint", "o_orderdate": "date",
+                                           "o_custkey": "bigint", "o_orderpriority": "text"}),
+    "customer": TableColumns("tpch.customer", {"c_custkey": "bigint", "c_mktsegment": "text"}),
+    "users": TableColumns("public.users", {"id": "bigint", "email": "text", "org_id": "bigint",
+                                           "created_at": "timestamp with time zone", "deleted_at":
+                                           "timestamp with time zone"}),
+    "orgs": TableColumns("public.orgs", {"id": "bigint", "slug": "text"}),
+}
+
+CASES = [
+    # pgbench's built-in TPC-B-like script
+    ("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
+     ["set public.pgbench_accounts.abalance integer", "compare public.pgbench_accounts.aid integer"]),
+    ("SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+     ["compare public.pgbench_accounts.aid integer"]),
+    ("UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2",
+     ["set public.pgbench_tellers.tbalance integer", "compare public.pgbench_tellers.tid integer"]),
+    ("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)",
+     ["insert public.pgbench_history.tid integer", "insert public.pgbench_history.bid integer",
+      "insert public.pgbench_history.aid integer", "insert public.pgbench_history.delta integer"]),
+    # TPC-H style
+    ("SELECT l_returnflag, sum(l_quantity) FROM lineitem WHERE l_shipdate <= $1::date - $2::interval "
+     "GROUP BY l_returnflag ORDER BY l_returnflag",
+     # $1 is inside arithmetic, not compared directly: bound by its cast (a value of that type).
+     ["cast date", "cast interval"]),
+    ("SELECT sum(l_discount) FROM lineitem WHERE l_shipdate >= $1 AND l_shipdate < $2 "
+     "AND l_discount BETWEEN $3 AND $4 AND l_quantity < $5",
+     ["compare tpch.lineitem.l_shipdate date", "compare tpch.lineitem.l_shipdate date",
+      "compare tpch.lineitem.l_discount numeric", "compare tpch.lineitem.l_discount numeric",
+      "compare tpch.lineitem.l_quantity numeric"]),
+    ("SELECT o_orderpriority, count(*) FROM orders o WHERE o_orderdate >= $1 AND EXISTS "
+     "(SELECT 1 FROM lineitem l WHERE l.l_orderkey = o.o_orderkey AND l.l_shipdate > $2) GROUP BY 1",
+     ["compare tpch.orders.o_orderdate date", "compare tpch.lineitem.l_shipdate date"]),
+    ("SELECT o_orderkey FROM customer, orders WHERE c_mktsegment = $1 AND c_custkey = o_custkey "
+     "AND o_orderdate < $2 LIMIT $3",
+     ["compare tpch.customer.c_mktsegment text", "compare tpch.orders.o_orderdate date", "limit bigint"]),
+    # ORM style
+    ("SELECT users.id, users.email FROM users WHERE users.org_id IN ($1, $2, $3) "
+     "AND users.deleted_at IS NULL ORDER BY users.id LIMIT $4 OFFSET $5",
+     ["compare public.users.org_id bigint"] * 3 + ["limit bigint", "offset bigint"]),
+    ("SELECT u.id FROM users u JOIN orgs o ON o.id = u.org_id WHERE o.slug = $1 AND u.email ILIKE $2",
+     ["compare public.orgs.slug text", "compare public.users.email text"]),
+    ("SELECT id FROM users WHERE id = ANY($1) AND created_at > $2",
+     ["any public.users.id bigint[]", "compare public.users.created_at timestamp with time zone"]),
+    ("WITH recent AS (SELECT * FROM users WHERE created_at > $1) SELECT count(*) FROM recent r "
+     "JOIN orgs ON orgs.id = r.org_id WHERE slug = $2",
+     ["compare public.users.created_at timestamp with time zone", "compare public.orgs.slug text"]),
+    ("SELECT * FROM (SELECT org_id, count(*) c FROM users WHERE email LIKE $1 GROUP BY org_id) s "
+     "WHERE s.c > $2",
+     ["compare public.users.email text", "unbound"]),
+    ("UPDATE users SET email = $1 FROM orgs WHERE orgs.id = users.org_id AND orgs.slug = $2 RETURNING users.id",
+     ["set public.users.email text", "compare public.orgs.slug text"]),
+    ("DELETE FROM users USING orgs WHERE orgs.id = users.org_id AND orgs.slug IS DISTINCT FROM $1",
+     ["compare public.orgs.slug text"]),
+    ("SELECT id FROM users WHERE lower(email) = $1",
+     ["compare public.users.email text"]),
+    ("SELECT id FROM users WHERE email = $1::text",
+     ["compare public.users.email text"]),
+]
+
+
+def _describe(b) -> str:  # type: ignore[no-untyped-def]
+    if b.table:
+        return f"{b.role} {b.table}.{b.column} {b.type}"
+    return f"{b.role} {b.type}" if b.type else b.role
+
+
+@pytest.mark.parametrize(("query", "expected"), CASES, ids=[c[0][:40] for c in CASES])
+def test_bindings(query: str, expected: list[str]) -> None:
+    bindings, problems = resolve(analyze(query), CATALOG)
+    assert [_describe(b) for b in bindings] == expected
+    assert bool(problems) == any(e == "unbound" for e in expected)
+
+
+def test_statement_kinds_and_tables() -> None:
+    shape = analyze("SELECT 1 FROM users u JOIN orgs o ON o.id = u.org_id FOR UPDATE OF u")
+    assert shape.kind == "select" and shape.tables == ("users", "orgs") and shape.locks_rows
+    assert analyze("INSERT INTO users (id) VALUES ($1)").is_dml
+    assert analyze("VACUUM users").kind == "utility"
+    assert analyze("WITH x AS (SELECT 1) SELECT * FROM x").tables == ()
+
+
+def test_fingerprint_ignores_literals_and_whitespace() -> None:
+    a = analyze("SELECT id FROM users WHERE id = $1").fingerprint
+    b = analyze("select id\n  from users where id = $7").fingerprint
+    assert a == b
+    assert a != analyze("SELECT email FROM users WHERE id = $1").fingerprint
+
+
+def test_positional_insert_uses_catalog_column_order() -> None:
+    bindings, _ = resolve(analyze("INSERT INTO orgs VALUES ($1, $2)"), CATALOG)
+    assert [_describe(b) for b in bindings] == ["insert public.orgs.id bigint", "insert public.orgs.slug text"]
+
+
+def test_unqualified_column_is_resolved_by_the_catalog() -> None:
+    bindings, _ = resolve(analyze("SELECT 1 FROM users JOIN orgs ON orgs.id = users.org_id WHERE slug = $1"),
+                          CATALOG)
+    assert bindings[0].table == "public.orgs"
+
+
+@pytest.mark.parametrize("bad", ["SELEC 1", "SELECT 1; SELECT 2"])
+def test_parse_failures(bad: str) -> None:
+    with pytest.raises(ParseFailure):
+        analyze(bad)

@@ -1,0 +1,111 @@
+"""Plan model on real EXPLAIN JSON from PostgreSQL 15 and 18 (no server)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from planguard.plan import (
+    PlanFormatError, indexes_used, parse_plan, relations, render_text, shape_fingerprint,
+)
+from tests.conftest import fixture_names, plan_fixture
+
+ALL = fixture_names()
+
+
+def test_fixtures_cover_two_major_versions() -> None:
+    majors = {name.split("_")[0] for name in ALL}
+    assert len(ALL) >= 20
+    assert {"pg18"} <= majors
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_recorded_plan_parses_and_renders(name: str) -> None:
+    plan = parse_plan(plan_fixture(name))
+    nodes = list(plan.nodes())
+    assert nodes and plan.execution_ms is not None and plan.execution_ms >= 0
+    text = render_text(plan)
+    assert text.splitlines()[0].startswith(plan.root.label)
+    assert "Execution Time" in text
+    assert len(shape_fingerprint(plan)) == 16
+
+
+def test_parse_accepts_text_list_and_dict_forms() -> None:
+    raw = plan_fixture("pg18_tenant_list")
+    fp = shape_fingerprint(parse_plan(raw))
+    assert shape_fingerprint(parse_plan(json.dumps(raw))) == fp
+    assert shape_fingerprint(parse_plan(raw[0])) == fp
+
+
+def test_fractional_actual_rows_of_pg18_are_kept() -> None:
+    plan = parse_plan(plan_fixture("pg18_memoize"))
+    rows = [n.actual_rows for n in plan.nodes() if n.actual_rows is not None]
+    assert rows and all(isinstance(r, float) for r in rows)
+
+
+def test_fingerprint_ignores_costs_rows_and_timings() -> None:
+    raw = plan_fixture("pg18_hash_join_agg")
+    changed = copy.deepcopy(raw)
+
+    def scramble(node: dict) -> None:
+        for key in ("Total Cost", "Startup Cost", "Plan Rows", "Actual Rows", "Actual Total Time",
+                    "Shared Hit Blocks"):
+            if key in node:
+                node[key] = node[key] * 7 + 1
+        for child in node.get("Plans", []):
+            scramble(child)
+
+    scramble(changed[0]["Plan"])
+    changed[0]["Execution Time"] = 12345.0
+    assert shape_fingerprint(parse_plan(raw)) == shape_fingerprint(parse_plan(changed))
+
+
+def test_fingerprint_sees_a_different_index() -> None:
+    good = parse_plan(plan_fixture("pg18_tenant_list"))
+    bad = parse_plan(plan_fixture("pg18_tenant_list_unanalyzed"))
+    assert shape_fingerprint(good) != shape_fingerprint(bad)
+    assert indexes_used(good) == ("transactions_tenant_created_idx",)
+    assert indexes_used(bad) == ("transactions_status_tenant_idx",)
+
+
+def test_same_plan_on_15_and_18_has_the_same_fingerprint() -> None:
+    if "pg15_tenant_list" not in ALL:
+        pytest.skip("fixtures were recorded without PostgreSQL 15")
+    assert shape_fingerprint(parse_plan(plan_fixture("pg15_tenant_list"))) == \
+        shape_fingerprint(parse_plan(plan_fixture("pg18_tenant_list")))
+
+
+def test_relations_are_schema_qualified_from_verbose_output() -> None:
+    plan = parse_plan(plan_fixture("pg18_account_join"))
+    assert relations(plan) == ("public.accounts", "public.transactions")
+
+
+def test_buffers_come_from_the_root_totals() -> None:
+    raw = plan_fixture("pg18_tenant_list_unanalyzed")
+    plan = parse_plan(raw)
+    root = raw[0]["Plan"]
+    assert plan.shared_buffers == root.get("Shared Hit Blocks", 0) + root.get("Shared Read Blocks", 0)
+    assert plan.shared_buffers > 100
+
+
+def test_unknown_node_types_are_kept() -> None:
+    raw = [{"Plan": {"Node Type": "Quantum Scan", "Plans": [{"Node Type": "Seq Scan",
+            "Relation Name": "t", "Schema": "s"}]}, "Execution Time": 1.0}]
+    plan = parse_plan(raw)
+    assert [n.node_type for n in plan.nodes()] == ["Quantum Scan", "Seq Scan"]
+    assert "Quantum Scan" in render_text(plan)
+
+
+def test_parse_does_not_modify_its_input() -> None:
+    raw = plan_fixture("pg18_cte_subplan")
+    before = json.dumps(raw, sort_keys=True)
+    parse_plan(raw)
+    assert json.dumps(raw, sort_keys=True) == before
+
+
+@pytest.mark.parametrize("bad", ["not json", "[]", '{"Query": 1}', '[{"Plan": {"Node": 1}}]'])
+def test_bad_input_raises_plan_format_error(bad: str) -> None:
+    with pytest.raises(PlanFormatError):
+        parse_plan(bad)
