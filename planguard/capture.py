@@ -25,7 +25,13 @@ from planguard import db
 from planguard.errors import CaptureError, InsufficientPrivilege
 from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve
 from planguard.workload import (
-    Binding, IndexSnapshot, ParamSet, Source, Statement, TableSnapshot, Workload,
+    Binding,
+    IndexSnapshot,
+    ParamSet,
+    Source,
+    Statement,
+    TableSnapshot,
+    Workload,
 )
 
 ORDER_COLUMNS = {"total_time": "total_exec_time", "calls": "calls", "mean_time": "mean_exec_time"}
@@ -122,7 +128,9 @@ class _Rel:
     relpages: int
 
 
-def _catalog(conn: psycopg.Connection, written: Iterable[str]) -> tuple[dict[str, TableColumns], dict[str, _Rel]]:
+def _catalog(
+    conn: psycopg.Connection, written: Iterable[str]
+) -> tuple[dict[str, TableColumns], dict[str, _Rel]]:
     """Columns and types of the relations as the statements wrote them (search_path applies)."""
     names = sorted(set(written))
     pairs = [_split(n) for n in names]
@@ -139,11 +147,11 @@ def _catalog(conn: psycopg.Connection, written: Iterable[str]) -> tuple[dict[str
         (names, [p[0] for p in pairs], [p[1] for p in pairs])).fetchall()
     columns: dict[str, dict[str, str]] = {}
     rels: dict[str, _Rel] = {}
-    for written, schema, rel, qualified, reltuples, relpages, relkind, att, typ in rows:
+    for as_written, schema, rel, qualified, reltuples, relpages, relkind, att, typ in rows:
         if relkind == "S":
             continue  # sequences: read by pg_dump and monitoring, never an application plan
-        columns.setdefault(written, {})[att] = typ
-        rels[written] = _Rel(schema, rel, qualified, float(reltuples), int(relpages))
+        columns.setdefault(as_written, {})[att] = typ
+        rels[as_written] = _Rel(schema, rel, qualified, float(reltuples), int(relpages))
     catalog = {w: TableColumns(rels[w].qualified, cols) for w, cols in columns.items()}
     return catalog, rels
 
@@ -291,7 +299,9 @@ def param_sets(bindings: tuple[Binding, ...], sampler: Sampler, captured_at: dat
     return tuple(sets), None
 
 
-def _snapshots(conn: psycopg.Connection, qualified: list[str]) -> tuple[tuple[TableSnapshot, ...], tuple[IndexSnapshot, ...]]:
+def _snapshots(
+    conn: psycopg.Connection, qualified: list[str]
+) -> tuple[tuple[TableSnapshot, ...], tuple[IndexSnapshot, ...]]:
     if not qualified:
         return (), ()
     tables = conn.execute(db.MARK + """

@@ -45,7 +45,7 @@ def handle_errors(func: F) -> F:
             _fail(str(exc))
         except KeyboardInterrupt:
             _fail("interrupted")
-        except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        except Exception as exc:
             if os.environ.get("PLANGUARD_DEBUG"):
                 raise
             _fail(f"unexpected {type(exc).__name__}: {exc} (set PLANGUARD_DEBUG=1 for a traceback)")

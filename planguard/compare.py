@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
+import psycopg
 
 from planguard import db
 from planguard.checks import Finding, freshness
 from planguard.config import Thresholds
 from planguard.diff import SEVERITY, Call, Change, Measurement, classify, diff_plans
 from planguard.explain import QueryFailed, Run, measure
-from planguard.plan import Plan, indexes_used, relations, shape_fingerprint
+from planguard.explain import reason as _reason
+from planguard.plan import indexes_used, relations, shape_fingerprint
 from planguard.verdict import Verdict, decide
 from planguard.workload import ParamSet, Statement, Workload
 
@@ -84,6 +86,7 @@ class _Side:
     runs: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
     tables: tuple[freshness.TableStats, ...] = ()
+    check_errors: list[str] = field(default_factory=list)
 
 
 def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
@@ -115,7 +118,10 @@ def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.
         if check_tables:
             touched = {t for s in workload.statements for t in s.tables}
             touched |= {rel for runs in side.runs.values() for r in runs[:1] for rel in relations(r.plan)}
-            side.tables = freshness.gather(conn, touched)
+            try:
+                side.tables = freshness.gather(conn, touched)
+            except psycopg.Error as exc:
+                side.check_errors.append(f"statistics freshness on {label.upper()}: {_reason(exc)}")
     return side
 
 
@@ -243,6 +249,12 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
     old_rows = {t.name: t.reltuples for t in workload.tables}
     fresh = freshness.evaluate(new_side.tables, thresholds, new_side.info.version_num, old_rows)
     findings = fresh + _statement_findings(results, fresh, workload, old_side.info, new_side.info)
+    for err in old_side.check_errors + new_side.check_errors:
+        findings.append(Finding(
+            "check_incomplete", "blocker", "planguard",
+            f"could not check {err}; a GO cannot be given on a check that did not run",
+            "-- run compare again when the lock is released, or raise --lock-timeout",
+        ))
     return results, findings
 
 

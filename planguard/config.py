@@ -77,7 +77,7 @@ def load_thresholds(
                 raise ConfigError(f"{name} from {origin} must be a number, got {raw!r}") from exc
             if value < 0:
                 raise ConfigError(f"{name} from {origin} must not be negative, got {raw!r}")
-            result = replace(result, **{name: value})
+            result = replace(result, **{name: value})  # type: ignore[arg-type]
     if result.time_ratio < 1 or result.buffers_ratio < 1:
         raise ConfigError("time_ratio and buffers_ratio must be at least 1.0")
     return result

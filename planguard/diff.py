@@ -146,14 +146,16 @@ def diff_plans(old: Plan, new: Plan) -> tuple[Change, ...]:
         return Counter(n.label for n in p.nodes() if n.node_type in ("Aggregate", "SetOp"))
 
     if aggs(old) != aggs(new):
-        changes.append(Change("aggregate_strategy",
-                              f"{', '.join(sorted(aggs(old))) or 'none'} → {', '.join(sorted(aggs(new))) or 'none'}"))
+        before = ", ".join(sorted(aggs(old))) or "none"
+        after = ", ".join(sorted(aggs(new))) or "none"
+        changes.append(Change("aggregate_strategy", f"{before} → {after}"))
 
     def gathers(p: Plan) -> int:
         return sum(1 for n in p.nodes() if n.node_type in ("Gather", "Gather Merge"))
 
     if bool(gathers(old)) != bool(gathers(new)):
-        changes.append(Change("parallelism", "parallel plan on " + ("NEW only" if gathers(new) else "OLD only")))
+        where = "NEW only" if gathers(new) else "OLD only"
+        changes.append(Change("parallelism", f"parallel plan on {where}"))
     if not changes:
         changes.append(Change("plan_shape", "the plan tree differs (node types or order)"))
     return tuple(changes)
@@ -194,7 +196,8 @@ def classify(old: Measurement, new: Measurement, t: Thresholds) -> Call:
         why.append(f"buffers {ob} → {nb} ({nb / max(ob, 1):.1f}×)")
     if why:
         return Call("regressed", "; ".join(why))
-    if _worse(om, nm, t.time_ratio, t.min_time_delta_ms) or _worse(ob, nb, t.buffers_ratio, t.min_buffers_delta):
+    if (_worse(om, nm, t.time_ratio, t.min_time_delta_ms)
+            or _worse(ob, nb, t.buffers_ratio, t.min_buffers_delta)):
         return Call("improved", f"median time {om:.2f} → {nm:.2f} ms, buffers {ob} → {nb}")
     if old.plan_fingerprint != new.plan_fingerprint:
         return Call("plan_changed", "different plan, cost within thresholds")

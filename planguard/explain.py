@@ -44,10 +44,11 @@ def needs_rollback(query: str) -> bool:
         shape = analyze(query)
     except ParseFailure:
         return True  # unknown: the safe choice is a transaction that is rolled back
-    return shape.is_dml or shape.locks_rows or shape.kind == "utility"
+    return shape.writes or shape.locks_rows or shape.kind == "utility"
 
 
-def _reason(exc: psycopg.Error) -> str:
+def reason(exc: psycopg.Error) -> str:
+    """One line that says why a statement failed."""
     if isinstance(exc, errors.QueryCanceled):
         return "cancelled by statement_timeout"
     if isinstance(exc, errors.LockNotAvailable):
@@ -69,9 +70,9 @@ def explain_once(conn: psycopg.Connection, query: str, values: tuple[str | None,
     except psycopg.OperationalError as exc:
         if conn.closed:
             raise ConnectionFailed(f"lost the connection while running a statement: {exc}") from exc
-        raise QueryFailed(_reason(exc)) from exc
+        raise QueryFailed(reason(exc)) from exc
     except psycopg.Error as exc:
-        raise QueryFailed(_reason(exc)) from exc
+        raise QueryFailed(reason(exc)) from exc
     finally:
         if not conn.closed:
             conn.execute("ROLLBACK")

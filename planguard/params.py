@@ -74,6 +74,7 @@ class Shape:
     uses: tuple[ParamUse, ...]  # the best use of each $n, by number
     max_param: int
     locks_rows: bool = False  # SELECT ... FOR UPDATE/SHARE
+    writes: bool = False  # modifies data anywhere, including in a WITH (data-modifying CTE)
 
     @property
     def is_dml(self) -> bool:
@@ -87,14 +88,15 @@ class _Walker:
     tables: list[str] = field(default_factory=list)
     max_param: int = 0
     locks_rows: bool = False
+    writes: bool = False
 
     # -- helpers ---------------------------------------------------------------
     def _param(self, node: object) -> tuple[int, str | None] | None:
         """(number, cast type) when ``node`` is ``$n`` or ``$n::type``."""
         if isinstance(node, ast.ParamRef):
-            return node.number, None
+            return int(node.number or 0), None
         if isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.ParamRef):
-            return node.arg.number, _type_name(node.typeName)
+            return int(node.arg.number or 0), _type_name(node.typeName)
         return None
 
     def _column(self, node: object) -> tuple[str | None, str] | None:
@@ -104,8 +106,9 @@ class _Walker:
         if isinstance(node, ast.FuncCall) and node.args and len(node.args) == 1:
             return self._column(node.args[0])
         if isinstance(node, ast.ColumnRef):
-            names = [f.sval for f in node.fields if isinstance(f, ast.String)]
-            if not names or len(names) != len(node.fields):
+            fields = node.fields or ()
+            names = [str(f.sval) for f in fields if isinstance(f, ast.String)]
+            if not names or len(names) != len(fields):
                 return None  # t.* or similar
             qualifier = ".".join(names[:-1]) or None
             return qualifier, names[-1]
@@ -128,7 +131,8 @@ class _Walker:
         # Qualified by a relation name that was aliased, or schema.table.
         return qualifier, (qualifier,)
 
-    def _use(self, number: int, role: str, scope: Sequence[Frame], column: tuple[str | None, str] | None = None,
+    def _use(self, number: int, role: str, scope: Sequence[Frame],
+             column: tuple[str | None, str] | None = None,
              cast: str | None = None, position: int | None = None) -> None:
         self.max_param = max(self.max_param, number)
         if column is None:
@@ -147,9 +151,10 @@ class _Walker:
 
     def _frame_item(self, item: object, frame: Frame, scope: list[Frame]) -> None:
         if isinstance(item, ast.RangeVar):
-            written = f"{item.schemaname}.{item.relname}" if item.schemaname else item.relname
-            is_cte = item.schemaname is None and item.relname in self.ctes
-            key = item.alias.aliasname if item.alias else item.relname
+            relname = str(item.relname)
+            written = f"{item.schemaname}.{relname}" if item.schemaname else relname
+            is_cte = item.schemaname is None and relname in self.ctes
+            key = str(item.alias.aliasname) if item.alias else relname
             frame[key] = None if is_cte else written
             if not is_cte and written not in self.tables:
                 self.tables.append(written)
@@ -160,11 +165,11 @@ class _Walker:
             inner = [frame, *scope] if item.lateral else scope
             self.walk(item.subquery, inner)
             if item.alias:
-                frame[item.alias.aliasname] = None
+                frame[str(item.alias.aliasname)] = None
         elif isinstance(item, ast.RangeFunction):
             self.walk(item.functions, scope)
             if item.alias:
-                frame[item.alias.aliasname] = None
+                frame[str(item.alias.aliasname)] = None
 
     def _join_quals(self, items: Iterable[object] | None, scope: list[Frame]) -> None:
         for item in items or ():
@@ -202,16 +207,16 @@ class _Walker:
             self.ctes.add(cte.ctename)
             self.walk(cte.ctequery, scope)
 
-    def _target_frame(self, relation: ast.RangeVar, extra: Iterable[object] | None,
+    def _target_frame(self, relation: ast.RangeVar | None, extra: Iterable[object] | None,
                       scope: list[Frame]) -> list[Frame]:
-        frame = self._frame([relation], scope)
+        frame = self._frame([relation] if relation else [], scope)
         frame.update(self._frame(extra, scope))
         return [frame, *scope]
 
     def _insert(self, node: ast.InsertStmt, scope: list[Frame]) -> None:
         self._with(node.withClause, scope)
         inner = self._target_frame(node.relation, None, scope)
-        target_key = node.relation.alias.aliasname if node.relation.alias else node.relation.relname
+        target_key = _target_key(node.relation)
         cols = [c.name for c in node.cols or ()]
         select = node.selectStmt
         if isinstance(select, ast.SelectStmt) and select.valuesLists:
@@ -233,7 +238,7 @@ class _Walker:
         self._with(node.withClause, scope)
         inner = self._target_frame(node.relation, node.fromClause, scope)
         self._join_quals(node.fromClause, inner)
-        target_key = node.relation.alias.aliasname if node.relation.alias else node.relation.relname
+        target_key = _target_key(node.relation)
         for target in node.targetList or ():
             p = self._param(target.val)
             if p and target.name:
@@ -300,6 +305,8 @@ class _Walker:
             ast.UpdateStmt: self._update, ast.DeleteStmt: self._delete,
             ast.A_Expr: self._a_expr,
         }.get(type(node))
+        if isinstance(node, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)):
+            self.writes = True
         if handler:
             handler(node, scope)  # type: ignore[operator]
             return
@@ -319,10 +326,17 @@ def _returning(node: ast.Node) -> object:
     return getattr(node, "returningList", None)
 
 
+def _target_key(relation: ast.RangeVar | None) -> str:
+    """How the target table of INSERT/UPDATE is referred to: its alias or its name."""
+    if relation is None:
+        return ""
+    return str(relation.alias.aliasname if relation.alias else relation.relname)
+
+
 def _type_name(type_name: ast.TypeName | None) -> str | None:
     if type_name is None:
         return None
-    names = [n.sval for n in type_name.names or () if isinstance(n, ast.String)]
+    names = [str(n.sval) for n in type_name.names or () if isinstance(n, ast.String)]
     if names and names[0] == "pg_catalog":
         names = names[1:]
     base = ".".join(names)
@@ -358,6 +372,7 @@ def analyze(sql: str) -> Shape:
         uses=tuple(best[n] for n in sorted(best)),
         max_param=walker.max_param,
         locks_rows=walker.locks_rows,
+        writes=walker.writes or kind == "merge",
     )
 
 

@@ -73,6 +73,9 @@ class PlanNode:
         if self.strategy and self.node_type in ("Aggregate", "SetOp"):
             parts = [{"Hashed": "HashAggregate", "Sorted": "GroupAggregate",
                       "Mixed": "MixedAggregate"}.get(self.strategy, self.node_type)]
+        partial = self.raw.get("Partial Mode")
+        if partial and partial != "Simple":
+            parts.insert(0, partial)  # Partial / Finalize, as EXPLAIN's text format says
         if self.join_type and self.node_type in JOIN_NODES and self.join_type != "Inner":
             parts.append(self.join_type)
         if self.parallel_aware:

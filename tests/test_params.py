@@ -104,6 +104,9 @@ def test_statement_kinds_and_tables() -> None:
     assert analyze("INSERT INTO users (id) VALUES ($1)").is_dml
     assert analyze("VACUUM users").kind == "utility"
     assert analyze("WITH x AS (SELECT 1) SELECT * FROM x").tables == ()
+    assert not analyze("SELECT 1 FROM users").writes
+    cte = analyze("WITH gone AS (DELETE FROM users WHERE id = $1 RETURNING id) SELECT count(*) FROM gone")
+    assert cte.kind == "select" and cte.writes, "a data-modifying CTE must not run READ ONLY"
 
 
 def test_fingerprint_ignores_literals_and_whitespace() -> None:

@@ -8,7 +8,12 @@ import json
 import pytest
 
 from planguard.plan import (
-    PlanFormatError, indexes_used, parse_plan, relations, render_text, shape_fingerprint,
+    PlanFormatError,
+    indexes_used,
+    parse_plan,
+    relations,
+    render_text,
+    shape_fingerprint,
 )
 from tests.conftest import fixture_names, plan_fixture
 

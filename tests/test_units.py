@@ -13,7 +13,14 @@ from planguard.config import Thresholds, load_thresholds
 from planguard.errors import ConfigError, WorkloadError
 from planguard.verdict import decide
 from planguard.workload import (
-    Binding, IndexSnapshot, ParamSet, Source, Statement, TableSnapshot, Workload, load,
+    Binding,
+    IndexSnapshot,
+    ParamSet,
+    Source,
+    Statement,
+    TableSnapshot,
+    Workload,
+    load,
 )
 
 
