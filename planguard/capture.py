@@ -182,20 +182,18 @@ class Sampler:
                           "REPEATABLE (%s) LIMIT %s").format(ident)
         plain = sql.SQL(db.MARK + "SELECT to_jsonb(t) FROM {} AS t LIMIT %s").format(ident)
         rows: list[dict[str, str | None]] = []
-        with self.conn.transaction():
-            self.conn.execute("SET TRANSACTION READ ONLY")
-            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{SAMPLE_TIMEOUT_MS}ms")))
-            for query, args in ((sampled, (self._pct(rel), self.seed, SAMPLE_ROWS)),
-                                (plain, (SAMPLE_ROWS,))):
-                try:
-                    got = self.conn.execute(query, args).fetchall()
-                except psycopg.Error:
-                    got = []
-                    break
-                if got:
-                    rows = [_texts(r[0]) for r in got]
-                    break
+        try:
+            # An error leaves the block, so the transaction is rolled back, never committed.
+            with self.conn.transaction():
+                self.conn.execute("SET TRANSACTION READ ONLY")
+                self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                    sql.Literal(f"{SAMPLE_TIMEOUT_MS}ms")))
+                got = self.conn.execute(sampled, (self._pct(rel), self.seed, SAMPLE_ROWS)).fetchall()
+                if not got:  # every sampled page was empty: the first rows will do
+                    got = self.conn.execute(plain, (SAMPLE_ROWS,)).fetchall()
+            rows = [_texts(r[0]) for r in got]
+        except psycopg.Error:
+            rows = []  # no sample: the statement is kept and marked with the reason
         self._rows[qualified] = rows
         return rows
 
@@ -349,11 +347,7 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time", database: 
     if top < 1:
         raise CaptureError("--top must be at least 1")
     if database:
-        dsn = db.with_dbname(dsn, None)
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
-        params = conninfo_to_dict(dsn)
-        params["dbname"] = database
-        dsn = make_conninfo(**{k: str(v) for k, v in params.items()})
+        dsn = db.with_dbname(dsn, database, override=True)
     captured_at = datetime.now(timezone.utc)
     with db.connect(dsn, label="old", limits=limits) as conn:
         version_num = db.server_version_num(conn)

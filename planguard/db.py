@@ -41,13 +41,13 @@ def redact_dsn(dsn: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
-def with_dbname(dsn: str, dbname: str | None) -> str:
-    """``dsn`` with ``dbname`` set when the DSN names no database itself."""
+def with_dbname(dsn: str, dbname: str | None, *, override: bool = False) -> str:
+    """``dsn`` with ``dbname`` set when the DSN names no database itself (or always, with override)."""
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise PlanguardError(f"invalid DSN {dsn!r}: {exc}") from exc
-    if dbname and "dbname" not in params:
+        raise PlanguardError(f"invalid DSN: {str(exc).strip()}") from exc
+    if dbname and (override or "dbname" not in params):
         params["dbname"] = dbname
     return make_conninfo(**{k: str(v) for k, v in params.items()})
 

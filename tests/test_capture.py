@@ -92,3 +92,26 @@ def test_missing_extension_is_a_clear_error(clusters: Pair, olddb: str) -> None:
 def test_no_statements_is_a_clear_error(olddb: str) -> None:
     with pytest.raises(CaptureError, match="no plannable statements"):
         capture(olddb)
+
+
+def test_database_option_overrides_the_dsn(app_old: str, dbname: str) -> None:
+    other = app_old.replace(f"dbname={dbname}", "dbname=postgres")
+    wl = capture(other, top=3, database=dbname)
+    assert wl.source.database == dbname and len(wl.statements) == 3
+
+
+def test_sampling_a_table_it_cannot_read_marks_the_statement(app_old: str) -> None:
+    with psycopg.connect(app_old, autocommit=True) as conn:
+        conn.execute("CREATE ROLE planguard_reader LOGIN")
+        conn.execute("GRANT pg_read_all_stats TO planguard_reader")
+        conn.execute("GRANT SELECT ON accounts, tenants TO planguard_reader")
+    try:
+        wl = capture(app_old + " user=planguard_reader", top=20)
+        by_table = {s.tables[0]: s for s in wl.statements if len(s.tables) == 1}
+        txn = by_table["public.transactions"]
+        assert txn.skip_reason and "public.transactions" in txn.skip_reason
+        assert by_table["public.tenants"].skip_reason is None
+    finally:
+        with psycopg.connect(app_old, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY planguard_reader")
+            conn.execute("DROP ROLE planguard_reader")
