@@ -172,12 +172,21 @@ def test_resolve_uses_live_catalog_for_pgbench(clusters: Pair, olddb: str) -> No
 
 
 def test_concurrency_both_sides_run_at_once(olddb: str, newdb: str, dbname: str) -> None:
-    """Both clusters are driven at the same time: total time is about one side's, not two."""
-    slow = [("SELECT pg_sleep($1::float8 / 1000)", ("300",))]
-    wl = _workload(dbname, slow)
+    """Both clusters are driven at the same time, one thread each.
+
+    Each side runs pg_sleep(0.3) three times (warm-up + 2), about 0.9 s.  Run one after
+    the other, the second side could only start after the first had finished; here both
+    must have started before either could have finished.
+    """
+    starts: dict[str, tuple[float, int]] = {}
     t0 = time.monotonic()
-    result = compare(olddb, newdb, wl, repeat=2)
-    elapsed = time.monotonic() - t0
-    # 3 executions x 0.3 s per side: sequential would be >= 1.8 s.
+
+    def progress(message: str) -> None:
+        starts[message.split(":")[0]] = (time.monotonic() - t0, threading.get_ident())
+
+    result = compare(olddb, newdb, _workload(dbname, [("SELECT pg_sleep($1::float8 / 1000)", ("300",))]),
+                     repeat=2, progress=progress)
     assert result.statements[0].status == "unchanged"
-    assert elapsed < 1.8 + 1.0 and threading.active_count() >= 1
+    assert set(starts) == {"old", "new"}
+    assert starts["old"][1] != starts["new"][1], "each side has its own thread"
+    assert max(s for s, _ in starts.values()) < 0.85, starts
