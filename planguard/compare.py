@@ -147,7 +147,7 @@ def _summaries(old: _Side, new: _Side) -> dict[tuple[str, str, str], Measurement
             out[(fp, ps, side_name)] = Measurement(
                 median_ms=float(row["median_ms"]), shared_buffers=int(row["shared"]),
                 temp_buffers=int(row["temp"]), runs=int(row["runs"]), plan=typical.plan,
-                plan_fingerprints=row["shapes"],
+                plan_fingerprints=row["shapes"], times_ms=tuple(r.execution_ms for r in runs),
             )
     for side_name, side in (("old", old), ("new", new)):
         for (fp, ps), err in side.errors.items():

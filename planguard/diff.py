@@ -44,6 +44,7 @@ class Measurement:
     plan: Plan | None = None  # the run whose time is closest to the median
     error: str | None = None
     plan_fingerprints: tuple[str, ...] = ()  # distinct shapes seen across runs
+    times_ms: tuple[float, ...] = ()  # every measured run's execution time
 
     @property
     def plan_fingerprint(self) -> str | None:
@@ -165,6 +166,18 @@ def _worse(new: float, old: float, ratio: float, floor: float) -> bool:
     return new >= old * ratio and new - old >= floor
 
 
+def _separated(slow: tuple[float, ...], fast: tuple[float, ...]) -> bool:
+    """Every run of ``slow`` took longer than every run of ``fast``.
+
+    Time is noisy; a median ratio alone can cross the threshold by chance.  Complete
+    separation is a rank test (Mann-Whitney U = 0): for 5 runs against 5 it happens
+    by chance with probability 1/252.  Without per-run times it is not required.
+    """
+    if not slow or not fast:
+        return True
+    return min(slow) > max(fast)
+
+
 @dataclass(frozen=True)
 class Call:
     """A regression call: the status and the one-line reason for it."""
@@ -176,7 +189,8 @@ class Call:
 def classify(old: Measurement, new: Measurement, t: Thresholds) -> Call:
     """Status of one parameter set from both sides' medians.
 
-    regressed: NEW is slower by ``time_ratio`` and ``min_time_delta_ms``, or reads
+    regressed: NEW is slower by ``time_ratio`` and ``min_time_delta_ms`` with every NEW
+    run slower than every OLD run (time is noisy; see ``_separated``), or reads
     ``buffers_ratio`` times and ``min_buffers_delta`` more buffers; improved is the
     mirror image; plan_changed: a different plan within the thresholds.
     """
@@ -190,13 +204,13 @@ def classify(old: Measurement, new: Measurement, t: Thresholds) -> Call:
     ob, nb = old.buffers or 0, new.buffers or 0
     om, nm = old.median_ms, new.median_ms
     why: list[str] = []
-    if _worse(nm, om, t.time_ratio, t.min_time_delta_ms):
+    if _worse(nm, om, t.time_ratio, t.min_time_delta_ms) and _separated(new.times_ms, old.times_ms):
         why.append(f"median time {om:.2f} → {nm:.2f} ms ({nm / max(om, 1e-3):.1f}×)")
     if _worse(nb, ob, t.buffers_ratio, t.min_buffers_delta):
         why.append(f"buffers {ob} → {nb} ({nb / max(ob, 1):.1f}×)")
     if why:
         return Call("regressed", "; ".join(why))
-    if (_worse(om, nm, t.time_ratio, t.min_time_delta_ms)
+    if ((_worse(om, nm, t.time_ratio, t.min_time_delta_ms) and _separated(old.times_ms, new.times_ms))
             or _worse(ob, nb, t.buffers_ratio, t.min_buffers_delta)):
         return Call("improved", f"median time {om:.2f} → {nm:.2f} ms, buffers {ob} → {nb}")
     if old.plan_fingerprint != new.plan_fingerprint:

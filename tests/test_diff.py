@@ -81,6 +81,25 @@ def test_errors_say_which_side() -> None:
     assert classify(bad, bad, T).reason.startswith("fails on both")
 
 
+def test_time_only_regression_needs_every_run_slower() -> None:
+    """A 2.5x median from noise: one NEW run is as fast as OLD's, so no regression."""
+    old = Measurement(median_ms=10.0, shared_buffers=100, temp_buffers=0, runs=5,
+                      plan=parse_plan(plan_fixture("pg18_tenant_list")), times_ms=(9, 10, 10, 11, 30))
+    noisy = Measurement(median_ms=25.0, shared_buffers=100, temp_buffers=0, runs=5,
+                        plan=old.plan, times_ms=(10.5, 24, 25, 26, 27))
+    assert classify(old, noisy, T).status == "unchanged"
+    slow = Measurement(median_ms=25.0, shared_buffers=100, temp_buffers=0, runs=5,
+                       plan=old.plan, times_ms=(31, 24.5, 25, 26, 27))
+    assert classify(old, slow, T).status == "unchanged"  # OLD's outlier (30) overlaps
+    clean_old = Measurement(median_ms=10.0, shared_buffers=100, temp_buffers=0, runs=5,
+                            plan=old.plan, times_ms=(9, 10, 10, 11, 12))
+    assert classify(clean_old, slow, T).status == "regressed"
+    # Buffers are deterministic: no separation needed.
+    more = Measurement(median_ms=10.0, shared_buffers=5000, temp_buffers=0, runs=5,
+                       plan=old.plan, times_ms=(9, 10, 10, 11, 12))
+    assert classify(clean_old, more, T).status == "regressed"
+
+
 def test_thresholds_are_respected() -> None:
     strict = Thresholds(time_ratio=1.1, min_time_delta_ms=0.1)
     assert classify(m(1.0, 10), m(1.3, 10), strict).status == "regressed"
