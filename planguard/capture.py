@@ -201,18 +201,75 @@ class Sampler:
         """The most frequent value of a column per pg_stats (the heavy hitter)."""
         key = (qualified, column)
         if key not in self._mcv:
-            rel = self.rels[qualified]
-            row = self.conn.execute(db.MARK + """
-                SELECT (most_common_vals::text::text[])[1] FROM pg_stats
-                WHERE schemaname = %s AND tablename = %s AND attname = %s AND NOT inherited""",
-                (rel.schema, rel.name, column)).fetchone()
-            self._mcv[key] = row[0] if row else None
+            values = self.common_values(qualified, column)
+            self._mcv[key] = values[0] if values else None
         return self._mcv[key]
 
     def pick(self, qualified: str, columns: list[str]) -> dict[str, str | None] | None:
         """One sampled row in which all ``columns`` are non-null (values stay correlated)."""
-        candidates = [r for r in self.rows(qualified) if all(r.get(c) is not None for c in columns)]
+        candidates = self._complete(qualified, columns)
         return self.rng.choice(candidates) if candidates else None
+
+    def _complete(self, qualified: str, columns: list[str]) -> list[dict[str, str | None]]:
+        return [r for r in self.rows(qualified) if all(r.get(c) is not None for c in columns)]
+
+    def heavy_row(self, qualified: str, lead: str, columns: list[str]) -> dict[str, str | None] | None:
+        """A real row holding ``lead``'s most common value (the tenant that owns most rows)."""
+        value = self.most_common(qualified, lead)
+        if value is None:
+            return None
+        rows = [r for r in self._complete(qualified, columns) if r.get(lead) == value]
+        if rows:
+            return self.rng.choice(rows)
+        rel = self.rels[qualified]
+        query = sql.SQL(db.MARK + "SELECT to_jsonb(t) FROM {} AS t WHERE {}::text = %s LIMIT 1").format(
+            sql.Identifier(rel.schema, rel.name), sql.Identifier(lead))
+        try:  # the most common value is found within the first pages: cheap even unindexed
+            with self.conn.transaction():
+                self.conn.execute("SET TRANSACTION READ ONLY")
+                got = self.conn.execute(query, (value,)).fetchone()
+        except psycopg.Error:
+            return None
+        return _texts(got[0]) if got else None
+
+    def rare_row(self, qualified: str, lead: str, columns: list[str]) -> dict[str, str | None] | None:
+        """A real row whose ``lead`` value is the least frequent in the sample, not a common one."""
+        rows = self._complete(qualified, columns)
+        if not rows:
+            return None
+        counts: dict[str | None, int] = {}
+        for r in rows:
+            counts[r.get(lead)] = counts.get(r.get(lead), 0) + 1
+        common = set(self.common_values(qualified, lead))
+        candidates = [r for r in rows if r.get(lead) not in common] or rows
+        fewest = min(counts[r.get(lead)] for r in candidates)
+        return self.rng.choice([r for r in candidates if counts[r.get(lead)] == fewest])
+
+    def common_values(self, qualified: str, column: str) -> list[str]:
+        rel = self.rels[qualified]
+        row = self.conn.execute(db.MARK + """
+            SELECT most_common_vals::text::text[] FROM pg_stats
+            WHERE schemaname = %s AND tablename = %s AND attname = %s AND NOT inherited""",
+            (rel.schema, rel.name, column)).fetchone()
+        return list(row[0]) if row and row[0] else []
+
+    def recent_window(self, qualified: str, column: str, typ: str) -> tuple[str, str] | None:
+        """(start, end) of the last 24 hours before the column's upper histogram bound."""
+        family = typ.split("(")[0].strip()
+        arithmetic = {
+            "timestamp with time zone": "SELECT (b::timestamptz - interval '24 hours')::text, b",
+            "timestamp without time zone": "SELECT (b::timestamp - interval '24 hours')::text, b",
+            "date": "SELECT (b::date - 1)::text, b",
+        }.get(family)
+        if arithmetic is None:
+            return None
+        rel = self.rels[qualified]
+        row = self.conn.execute(db.MARK + arithmetic + """ FROM (
+            SELECT h[array_upper(h, 1)] AS b FROM (
+              SELECT histogram_bounds::text::text[] AS h FROM pg_stats
+              WHERE schemaname = %s AND tablename = %s AND attname = %s AND NOT inherited) s) t
+            WHERE b IS NOT NULL""", (rel.schema, rel.name, column)).fetchone()
+        return (row[0], row[1]) if row else None
 
 
 def _texts(obj: dict[str, object]) -> dict[str, str | None]:
@@ -255,45 +312,80 @@ def _type_default(typ: str | None, captured_at: datetime) -> str | None:
     return None
 
 
+LOWER_OPS = {">", ">=", "between_low"}
+UPPER_OPS = {"<", "<=", "between_high"}
+
+
 def param_sets(bindings: tuple[Binding, ...], sampler: Sampler, captured_at: datetime,
                ) -> tuple[tuple[ParamSet, ...], str | None]:
-    """Executable parameter sets for a statement, or a reason why there are none."""
+    """Executable, labelled parameter sets for a statement, or a reason why there are none.
+
+    Every set takes its column values from real rows (one row per table), so a
+    statement with several parameters finds rows (``WHERE app_id = $1 AND user_id = $2``):
+    ``typical`` a randomly sampled row, ``heavy hitter`` a row holding the most common
+    value of the first compared column, ``rare`` a row holding one of its least frequent
+    values.  A timestamp compared from below (``created_at > $1``, ``BETWEEN``) gets the
+    last 24 hours before the column's upper histogram bound.
+    """
     if not bindings:
         return (ParamSet("no parameters", ()),), None
     if any(b.role == "unbound" for b in bindings):
         nums = ", ".join(f"${b.number}" for b in bindings if b.role == "unbound")
         return (), f"no value source for {nums} (not compared to a column, no type cast)"
+    missing = [b for b in bindings if b.role == "cast" and _type_default(b.type, captured_at) is None]
+    if missing:
+        return (), f"no default value for type {missing[0].type} of ${missing[0].number}"
     by_table: dict[str, list[str]] = {}
+    leads: dict[str, str] = {}
     for b in bindings:
         if b.table and b.column:
             by_table.setdefault(b.table, []).append(b.column)
-    picked: dict[str, dict[str, str | None]] = {}
+            if b.role in ("compare", "any") and b.op not in LOWER_OPS | UPPER_OPS:
+                leads.setdefault(b.table, b.column)
+    lower_bounded = {(b.table, b.column) for b in bindings if b.op in LOWER_OPS}
+
+    strategies: list[tuple[str, dict[str, dict[str, str | None]]]] = []
+    typical: dict[str, dict[str, str | None]] = {}
     for table, cols in by_table.items():
         row = sampler.pick(table, cols)
         if row is None:
             return (), f"no sampled row of {table} has values for {', '.join(sorted(set(cols)))}"
-        picked[table] = row
+        typical[table] = row
+    strategies.append(("typical", typical))
+    for label, finder in (("heavy hitter", sampler.heavy_row), ("rare", sampler.rare_row)):
+        rows = dict(typical)
+        changed = False
+        for table, lead in leads.items():
+            row = finder(table, lead, by_table[table])
+            if row is not None and row.get(lead) != typical[table].get(lead):
+                rows[table], changed = row, True
+        if changed:
+            strategies.append((label, rows))
 
-    def value(b: Binding, heavy: bool) -> str | None:
+    windows: dict[tuple[str, str], tuple[str, str] | None] = {}
+
+    def value(b: Binding, rows: dict[str, dict[str, str | None]]) -> str | None:
         if b.role == "limit":
             return DEFAULT_LIMIT
         if b.role == "offset":
             return "0"
         if b.table and b.column:
-            v = picked[b.table][b.column]
-            if heavy and b.role in ("compare", "any"):
-                v = sampler.most_common(b.table, b.column) or v
+            key = (b.table, b.column)
+            if key in lower_bounded and b.op in LOWER_OPS | UPPER_OPS and b.type:
+                if key not in windows:
+                    windows[key] = sampler.recent_window(b.table, b.column, b.type)
+                window = windows[key]
+                if window:
+                    return window[0] if b.op in LOWER_OPS else window[1]
+            v = rows[b.table][b.column]
             return "{" + _array_item(v) + "}" if b.role == "any" and v is not None else v
         return _type_default(b.type, captured_at)
 
-    missing = [b for b in bindings if b.role == "cast" and _type_default(b.type, captured_at) is None]
-    if missing:
-        return (), f"no default value for type {missing[0].type} of ${missing[0].number}"
-    sampled = ParamSet("sampled", tuple(value(b, False) for b in bindings))
-    sets = [sampled]
-    heavy = ParamSet("heavy hitter", tuple(value(b, True) for b in bindings))
-    if heavy.values != sampled.values:
-        sets.append(heavy)
+    sets: list[ParamSet] = []
+    for label, rows in strategies:
+        ps = ParamSet(label, tuple(value(b, rows) for b in bindings))
+        if all(ps.values != other.values for other in sets):
+            sets.append(ps)
     return tuple(sets), None
 
 
@@ -374,7 +466,7 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time", database: 
             first = group[0]
             if progress:
                 progress(f"[{i}/{len(chosen)}] {first.query[:70]!r}")
-            bindings, problems = resolve(shape, catalog)
+            bindings, problems = resolve(shape, catalog, first.query)
             sets, reason = param_sets(bindings, sampler, captured_at)
             calls = sum(e.calls for e in group)
             total = sum(e.total_ms for e in group)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import pglast
 from pglast import ast, enums
 
+from planguard import qualify
 from planguard.workload import Binding
 
 # Frames map an alias (or bare relation name) to the relation as written, or to
@@ -62,6 +63,7 @@ class ParamUse:
     candidates: tuple[str, ...] = ()  # relations in scope, innermost first
     cast: str | None = None  # type from an explicit cast on the parameter
     position: int | None = None  # INSERT without a column list: 0-based position
+    op: str | None = None  # =, <, >, <=, >=, <>, in, like, between_low, between_high, distinct
 
 
 @dataclass(frozen=True)
@@ -133,15 +135,15 @@ class _Walker:
 
     def _use(self, number: int, role: str, scope: Sequence[Frame],
              column: tuple[str | None, str] | None = None,
-             cast: str | None = None, position: int | None = None) -> None:
+             cast: str | None = None, position: int | None = None, op: str | None = None) -> None:
         self.max_param = max(self.max_param, number)
         if column is None:
             self.uses.append(ParamUse(number, role, cast=cast, position=position,
-                                      candidates=self._candidates(scope)))
+                                      candidates=self._candidates(scope), op=op))
             return
         qualifier, candidates = self._lookup(column[0], scope)
         self.uses.append(ParamUse(number, role, column=column[1], qualifier=qualifier,
-                                  candidates=candidates, cast=cast))
+                                  candidates=candidates, cast=cast, op=op))
 
     def _frame(self, items: Iterable[object] | None, scope: list[Frame]) -> Frame:
         frame: Frame = {}
@@ -274,7 +276,7 @@ class _Walker:
         if kind in _ARRAY_KINDS:
             col, p = self._column(node.lexpr), self._param(node.rexpr)
             if col and p:
-                self._use(p[0], "any", scope, column=col, cast=p[1])
+                self._use(p[0], "any", scope, column=col, cast=p[1], op="in")
                 return
         elif kind in _COMPARE_KINDS:
             for col_side, other in ((node.lexpr, node.rexpr), (node.rexpr, node.lexpr)):
@@ -284,9 +286,10 @@ class _Walker:
                 items = other if isinstance(other, (list, tuple)) else [other]
                 params = [self._param(x) for x in items]
                 if params and all(params):
-                    for p in params:
+                    for i, p in enumerate(params):
                         assert p is not None
-                        self._use(p[0], "compare", scope, column=col, cast=p[1])
+                        op = _operator(node, i, mirrored=col_side is node.rexpr)
+                        self._use(p[0], "compare", scope, column=col, cast=p[1], op=op)
                     return
         self.walk(node.lexpr, scope)
         self.walk(node.rexpr, scope)
@@ -316,6 +319,27 @@ class _Walker:
             return
         for slot in node.__slots__:  # type: ignore[attr-defined]
             self.walk(getattr(node, slot, None), scope)
+
+
+_MIRROR = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+
+def _operator(node: ast.A_Expr, index: int, mirrored: bool) -> str | None:
+    """The comparison as seen from the column: ``$1 < col`` is ``col > $1``."""
+    kind = node.kind
+    if kind in (enums.A_Expr_Kind.AEXPR_BETWEEN, enums.A_Expr_Kind.AEXPR_BETWEEN_SYM,
+                enums.A_Expr_Kind.AEXPR_NOT_BETWEEN, enums.A_Expr_Kind.AEXPR_NOT_BETWEEN_SYM):
+        return "between_low" if index == 0 else "between_high"
+    if kind == enums.A_Expr_Kind.AEXPR_IN:
+        return "in"
+    if kind in (enums.A_Expr_Kind.AEXPR_LIKE, enums.A_Expr_Kind.AEXPR_ILIKE,
+                enums.A_Expr_Kind.AEXPR_SIMILAR):
+        return "like"
+    if kind in (enums.A_Expr_Kind.AEXPR_DISTINCT, enums.A_Expr_Kind.AEXPR_NOT_DISTINCT):
+        return "distinct"
+    names = [n.sval for n in node.name or () if isinstance(n, ast.String)]
+    op = str(names[-1]) if names else None
+    return _MIRROR.get(op, op) if mirrored and op else op
 
 
 def _returning(node: ast.Node) -> object:
@@ -384,15 +408,20 @@ class TableColumns:
     columns: Mapping[str, str]  # name -> type, in attnum order
 
 
-def resolve(shape: Shape, catalog: Mapping[str, TableColumns]) -> tuple[tuple[Binding, ...], list[str]]:
+def resolve(shape: Shape, catalog: Mapping[str, TableColumns], sql: str | None = None,
+            ) -> tuple[tuple[Binding, ...], list[str]]:
     """Bind each ``$n`` to a schema-qualified column and a type using the catalog.
 
     ``catalog`` maps each relation name as written in the statement to its catalog
-    entry.  Returns the bindings and, for parameters that stay unbound, the reasons.
+    entry.  A column pglast's scopes cannot place (behind a CTE or a subquery) is
+    traced with sqlglot (``planguard.qualify``) when ``sql`` is given.  Returns the
+    bindings and, for parameters that stay unbound, the reasons.
     """
     bindings: list[Binding] = []
     problems: list[str] = []
     by_number = {u.number: u for u in shape.uses}
+    by_qualified = {t.qualified: t for t in catalog.values()}
+    traced: dict[int, tuple[str, str]] | None = None
     for n in range(1, shape.max_param + 1):
         use = by_number.get(n)
         if use is None:
@@ -413,11 +442,16 @@ def resolve(shape: Shape, catalog: Mapping[str, TableColumns]) -> tuple[tuple[Bi
                 if entry and column in entry.columns:
                     table = entry
                     break
+            if table is None and sql is not None:
+                if traced is None:
+                    traced = qualify.trace(sql, {q: list(t.columns) for q, t in by_qualified.items()})
+                if n in traced and traced[n][0] in by_qualified:
+                    table, column = by_qualified[traced[n][0]], traced[n][1]
         if table is not None and column is not None and column in table.columns:
             col_type = table.columns[column]
             if use.role == "any" and not col_type.endswith("[]"):
                 col_type += "[]"
-            bindings.append(Binding(n, use.role, table.qualified, column, use.cast or col_type))
+            bindings.append(Binding(n, use.role, table.qualified, column, use.cast or col_type, use.op))
         elif use.cast:
             bindings.append(Binding(n, "cast", type=use.cast))
         else:

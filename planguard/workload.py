@@ -33,6 +33,7 @@ class Binding:
     table: str | None = None
     column: str | None = None
     type: str | None = None
+    op: str | None = None  # how a compared column is compared: =, <, >=, in, like, between_low, ...
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,30 @@ def test_captured_parameter_sets_execute_and_find_rows(app_old: str) -> None:
                     assert (run.plan.root.actual_rows or 0) > 0, f"lookup found no row: {s.query} {ps.values}"
 
 
-def test_heavy_hitter_is_the_most_common_value(app_old: str) -> None:
+def test_typical_heavy_and_rare_sets_are_real_correlated_rows(app_old: str) -> None:
     wl = capture(app_old, top=20)
     listing = next(s for s in wl.statements if "ORDER BY created_at DESC LIMIT" in s.query)
-    heavy = {p.label: p for p in listing.param_sets}.get("heavy hitter")
-    values = heavy.values if heavy else listing.param_sets[0].values
-    assert values[0] == "1" and values[1] == "settled"  # tenant 1 owns half the rows
-    assert values[2] == "50"  # LIMIT is normalized away: the documented default
+    sets = {p.label: p.values for p in listing.param_sets}
+    assert set(sets) == {"typical", "heavy hitter", "rare"}
+    assert sets["heavy hitter"][0] == "1"  # tenant 1 owns half the rows
+    assert sets["rare"][0] not in ("1", "2", "3")  # a small tenant
+    assert all(v[2] == "50" for v in sets.values())  # LIMIT is normalized away: the documented default
+    with psycopg.connect(app_old) as conn:
+        for label, values in sets.items():
+            found = conn.execute("SELECT count(*) FROM transactions WHERE tenant_id = %s AND status = %s",
+                                 (int(values[0]), values[1])).fetchone()
+            assert found and found[0] > 0, f"{label} set {values} matches no row"
+
+
+def test_timestamp_lower_bound_gets_the_recent_24_hours(app_old: str) -> None:
+    wl = capture(app_old, top=20)
+    dash = next(s for s in wl.statements if "created_at > $2" in s.query)
+    assert dash.bindings[1].op == ">"
+    with psycopg.connect(app_old) as conn:
+        for ps in dash.param_sets:
+            gap = conn.execute("SELECT (SELECT max(created_at) FROM transactions) - %s::timestamptz",
+                               (ps.values[1],)).fetchone()
+            assert gap is not None and abs(gap[0].total_seconds() - 86400) < 3600, (ps.label, gap)
 
 
 def test_snapshot_of_old_catalog(app_old: str) -> None:

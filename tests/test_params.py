@@ -82,6 +82,15 @@ CASES = [
      ["compare public.users.email text"]),
     ("SELECT id FROM users WHERE email = $1::text",
      ["compare public.users.email text"]),
+    # Behind a CTE or a subquery: pglast's scopes stop, sqlglot traces to the base table.
+    ("WITH recent AS (SELECT * FROM users WHERE created_at > $1) SELECT count(*) FROM recent r "
+     "WHERE r.email = $2",
+     ["compare public.users.created_at timestamp with time zone", "compare public.users.email text"]),
+    ("SELECT * FROM (SELECT id, email AS mail FROM users) s WHERE s.mail IN ($1,$2) AND s.id = ANY($3)",
+     ["compare public.users.email text", "compare public.users.email text", "any public.users.id bigint[]"]),
+    ("SELECT x.slug FROM (SELECT o.slug, o.id FROM orgs o UNION ALL SELECT o2.slug, o2.id FROM orgs o2) x "
+     "WHERE x.id = $1",
+     ["compare public.orgs.id bigint"]),
 ]
 
 
@@ -93,9 +102,16 @@ def _describe(b) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("query", "expected"), CASES, ids=[c[0][:40] for c in CASES])
 def test_bindings(query: str, expected: list[str]) -> None:
-    bindings, problems = resolve(analyze(query), CATALOG)
+    bindings, problems = resolve(analyze(query), CATALOG, query)
     assert [_describe(b) for b in bindings] == expected
     assert bool(problems) == any(e == "unbound" for e in expected)
+
+
+def test_comparison_operators_are_recorded_from_the_column_side() -> None:
+    q = ("SELECT 1 FROM users WHERE created_at >= $1 AND $2 > created_at AND id BETWEEN $3 AND $4 "
+         "AND email LIKE $5 AND org_id IN ($6) AND id = ANY($7) AND id IS DISTINCT FROM $8")
+    bindings, _ = resolve(analyze(q), CATALOG, q)
+    assert [b.op for b in bindings] == [">=", "<", "between_low", "between_high", "like", "in", "in", "distinct"]
 
 
 def test_statement_kinds_and_tables() -> None:
