@@ -205,9 +205,17 @@ class Sampler:
             self._mcv[key] = values[0] if values else None
         return self._mcv[key]
 
-    def pick(self, qualified: str, columns: list[str]) -> dict[str, str | None] | None:
-        """One sampled row in which all ``columns`` are non-null (values stay correlated)."""
+    def pick(self, qualified: str, columns: list[str], lead: str | None = None,
+             ) -> dict[str, str | None] | None:
+        """One sampled row in which all ``columns`` are non-null (values stay correlated).
+
+        With ``lead``, a row not holding its most common value is preferred, so the
+        typical set differs from the heavy hitter whenever the data allows.
+        """
         candidates = self._complete(qualified, columns)
+        if lead is not None:
+            heavy = self.most_common(qualified, lead)
+            candidates = [r for r in candidates if r.get(lead) != heavy] or candidates
         return self.rng.choice(candidates) if candidates else None
 
     def _complete(self, qualified: str, columns: list[str]) -> list[dict[str, str | None]]:
@@ -322,7 +330,8 @@ def param_sets(bindings: tuple[Binding, ...], sampler: Sampler, captured_at: dat
 
     Every set takes its column values from real rows (one row per table), so a
     statement with several parameters finds rows (``WHERE app_id = $1 AND user_id = $2``):
-    ``typical`` a randomly sampled row, ``heavy hitter`` a row holding the most common
+    ``typical`` a randomly sampled row not holding the most common value of the first
+    compared column (when there is one), ``heavy hitter`` a row holding the most common
     value of the first compared column, ``rare`` a row holding one of its least frequent
     values.  A timestamp compared from below (``created_at > $1``, ``BETWEEN``) gets the
     last 24 hours before the column's upper histogram bound.
@@ -347,7 +356,7 @@ def param_sets(bindings: tuple[Binding, ...], sampler: Sampler, captured_at: dat
     strategies: list[tuple[str, dict[str, dict[str, str | None]]]] = []
     typical: dict[str, dict[str, str | None]] = {}
     for table, cols in by_table.items():
-        row = sampler.pick(table, cols)
+        row = sampler.pick(table, cols, leads.get(table))
         if row is None:
             return (), f"no sampled row of {table} has values for {', '.join(sorted(set(cols)))}"
         typical[table] = row

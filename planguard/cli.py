@@ -132,11 +132,14 @@ def capture(dsn: str, top: int, order_by: str, database: str | None, output: Pat
 @click.option("--min-buffers-delta", type=int, help="... and NEW reads at least this many more buffers.")
 @click.option("--stale-mod-fraction", type=float,
               help="stale_stats when rows modified since ANALYZE exceed this fraction.")
+@click.option("--generic/--no-generic", default=True, show_default=True,
+              help="Also measure each statement's generic plan (what a prepared statement may "
+                   "switch to after 5 executions) and whether the plan cache would pick it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_safety_options
 @handle_errors
 def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
-            json_path: Path | None, repeat: int, quiet: bool, statement_timeout: int,
+            json_path: Path | None, repeat: int, generic: bool, quiet: bool, statement_timeout: int,
             lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD and NEW on a workload and print GO or NO-GO.
 
@@ -156,7 +159,8 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
     html = html or Path("reports") / f"{stem}.html"
     json_path = json_path or Path("reports") / f"{stem}.json"
     result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
-                        limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet))
+                        limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
+                        generic=generic)
     paths = write_reports(result, html, json_path)
     _print_verdict(result.verdict.decision, result.verdict.reasons)
     click.echo(f"report: {paths['html']}  json: {paths['json']}")

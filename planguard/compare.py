@@ -19,9 +19,17 @@ from planguard import db
 from planguard.checks import Finding, freshness
 from planguard.config import Thresholds
 from planguard.diff import SEVERITY, Call, Change, Measurement, classify, diff_plans
-from planguard.explain import QueryFailed, Run, measure
+from planguard.explain import (
+    QueryFailed,
+    Run,
+    auto_chooses_generic,
+    measure,
+    measure_generic,
+    plan_only,
+)
 from planguard.explain import reason as _reason
-from planguard.plan import indexes_used, relations, shape_fingerprint
+from planguard.params import ParseFailure, analyze
+from planguard.plan import Plan, indexes_used, relations, shape_fingerprint
 from planguard.verdict import Verdict, decide
 from planguard.workload import ParamSet, Statement, Workload
 
@@ -41,6 +49,18 @@ class ServerInfo:
 
 
 @dataclass(frozen=True)
+class GenericResult:
+    """The forced generic plan (what a prepared statement may switch to), both sides."""
+
+    old: Measurement
+    new: Measurement
+    call: Call
+    changes: tuple[Change, ...]
+    auto_old: bool | None = None  # would plan_cache_mode=auto pick it for typical calls (PG 14+)
+    auto_new: bool | None = None
+
+
+@dataclass(frozen=True)
 class ParamSetResult:
     label: str
     values: tuple[str | None, ...]
@@ -48,6 +68,17 @@ class ParamSetResult:
     new: Measurement
     call: Call
     changes: tuple[Change, ...]
+    generic: GenericResult | None = None
+
+
+@dataclass(frozen=True)
+class PlanOnly:
+    """Generic plans of a statement that could not be executed (no parameter values)."""
+
+    old: Plan | None
+    new: Plan | None
+    changes: tuple[Change, ...] = ()
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +87,13 @@ class StatementResult:
     status: str
     reason: str
     param_sets: tuple[ParamSetResult, ...] = ()
+    plan_only: PlanOnly | None = None
+
+    @property
+    def generic_status(self) -> str | None:
+        """Worst call over the parameter sets' generic plans, None when not measured."""
+        calls = [p.generic.call.status for p in self.param_sets if p.generic]
+        return min(calls, key=lambda c: SEVERITY[c]) if calls else None
 
     @property
     def decisive(self) -> ParamSetResult | None:
@@ -80,11 +118,16 @@ class Comparison:
     tables: tuple[freshness.TableStats, ...] = ()
 
 
+Key = tuple[str, str, str]  # (statement fingerprint, parameter set label, "custom" | "generic")
+
+
 @dataclass
 class _Side:
     info: ServerInfo | None = None
-    runs: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
-    errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    runs: dict[Key, list[Run]] = field(default_factory=dict)
+    errors: dict[Key, str] = field(default_factory=dict)
+    auto_generic: dict[str, bool | None] = field(default_factory=dict)  # by statement fingerprint
+    plan_only: dict[str, Plan | str] = field(default_factory=dict)
     tables: tuple[freshness.TableStats, ...] = ()
     check_errors: list[str] = field(default_factory=list)
 
@@ -98,23 +141,59 @@ def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
     return ()
 
 
+def _n_params(query: str) -> int:
+    try:
+        return analyze(query).max_param
+    except ParseFailure:
+        return 0
+
+
+def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repeat: int,
+                   generic: bool) -> None:
+    assert side.info is not None
+    if stmt.skip_reason:
+        n = _n_params(stmt.query)
+        if n:
+            try:
+                side.plan_only[stmt.fingerprint] = plan_only(conn, stmt.query, n, side.info.version_num)
+            except QueryFailed as exc:
+                side.plan_only[stmt.fingerprint] = str(exc)
+        return
+    sets = param_sets_of(stmt)
+    for ps in sets:
+        key = (stmt.fingerprint, ps.label, "custom")
+        try:
+            side.runs[key] = measure(conn, stmt.query, ps.values, repeat)
+        except QueryFailed as exc:
+            side.errors[key] = str(exc)
+        if not (generic and ps.values):
+            continue
+        gkey = (stmt.fingerprint, ps.label, "generic")
+        try:
+            side.runs[gkey] = measure_generic(conn, stmt.query, ps.values, repeat)
+        except QueryFailed as exc:
+            side.errors[gkey] = str(exc)
+    if generic and sets and sets[0].values:
+        # The plan cache decides from the custom plans of the calls it sees, mostly typical
+        # ones: the first (typical) set stands for them; the decision then holds for every value.
+        try:
+            side.auto_generic[stmt.fingerprint] = auto_chooses_generic(
+                conn, stmt.query, sets[0].values, side.info.version_num)
+        except QueryFailed:
+            side.auto_generic[stmt.fingerprint] = None
+
+
 def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.SessionLimits,
-              check_tables: bool, progress: Progress | None) -> _Side:
+              check_tables: bool, progress: Progress | None, generic: bool = True) -> _Side:
     side = _Side()
     dsn = db.with_dbname(dsn, workload.source.database)
     with db.connect(dsn, label=label, limits=limits) as conn:
         side.info = ServerInfo(label, db.server_version(conn), db.server_version_num(conn),
                                db.redact_dsn(dsn))
-        todo = [s for s in workload.statements if not s.skip_reason]
-        for i, stmt in enumerate(todo, 1):
+        for i, stmt in enumerate(workload.statements, 1):
             if progress:
-                progress(f"{label}: [{i}/{len(todo)}] {stmt.short_id} {stmt.query[:60]!r}")
-            for ps in param_sets_of(stmt):
-                key = (stmt.fingerprint, ps.label)
-                try:
-                    side.runs[key] = measure(conn, stmt.query, ps.values, repeat)
-                except QueryFailed as exc:
-                    side.errors[key] = str(exc)
+                progress(f"{label}: [{i}/{len(workload.statements)}] {stmt.short_id} {stmt.query[:60]!r}")
+            _run_statement(conn, side, stmt, repeat, generic)
         if check_tables:
             touched = {t for s in workload.statements for t in s.tables}
             touched |= {rel for runs in side.runs.values() for r in runs[:1] for rel in relations(r.plan)}
@@ -125,33 +204,33 @@ def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.
     return side
 
 
-def _summaries(old: _Side, new: _Side) -> dict[tuple[str, str, str], Measurement]:
-    """Medians per (statement, parameter set, side), tabulated with pandas."""
+def _summaries(old: _Side, new: _Side) -> dict[tuple[str, str, str, str], Measurement]:
+    """Medians per (statement, parameter set, mode, side), tabulated with pandas."""
     records = [
-        {"fp": fp, "ps": ps, "side": side_name, "run": i, "ms": r.execution_ms,
+        {"fp": fp, "ps": ps, "mode": mode, "side": side_name, "run": i, "ms": r.execution_ms,
          "shared": r.shared_buffers, "temp": r.temp_buffers, "shape": shape_fingerprint(r.plan)}
         for side_name, side in (("old", old), ("new", new))
-        for (fp, ps), runs in side.runs.items()
+        for (fp, ps, mode), runs in side.runs.items()
         for i, r in enumerate(runs)
     ]
-    out: dict[tuple[str, str, str], Measurement] = {}
+    out: dict[tuple[str, str, str, str], Measurement] = {}
     if records:
         df = pd.DataFrame.from_records(records)
-        med = df.groupby(["fp", "ps", "side"]).agg(
+        med = df.groupby(["fp", "ps", "mode", "side"]).agg(
             median_ms=("ms", "median"), shared=("shared", "median"), temp=("temp", "median"),
             runs=("run", "size"), shapes=("shape", lambda s: tuple(sorted(set(s)))),
         )
-        for (fp, ps, side_name), row in med.iterrows():
-            runs = (old if side_name == "old" else new).runs[(fp, ps)]
+        for (fp, ps, mode, side_name), row in med.iterrows():
+            runs = (old if side_name == "old" else new).runs[(fp, ps, mode)]
             typical = min(runs, key=lambda r: abs(r.execution_ms - row["median_ms"]))
-            out[(fp, ps, side_name)] = Measurement(
+            out[(fp, ps, mode, side_name)] = Measurement(
                 median_ms=float(row["median_ms"]), shared_buffers=int(row["shared"]),
                 temp_buffers=int(row["temp"]), runs=int(row["runs"]), plan=typical.plan,
                 plan_fingerprints=row["shapes"], times_ms=tuple(r.execution_ms for r in runs),
             )
     for side_name, side in (("old", old), ("new", new)):
-        for (fp, ps), err in side.errors.items():
-            out[(fp, ps, side_name)] = Measurement(error=err)
+        for (fp, ps, mode), err in side.errors.items():
+            out[(fp, ps, mode, side_name)] = Measurement(error=err)
     return out
 
 
@@ -185,7 +264,7 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
 
 
 def _statement_findings(results: list[StatementResult], fresh: list[Finding], workload: Workload,
-                        old: ServerInfo, new: ServerInfo) -> list[Finding]:
+                        old: ServerInfo, new: ServerInfo, thresholds: Thresholds) -> list[Finding]:
     never = {f.object for f in fresh if f.kind == "never_analyzed"}
     stale = {f.object for f in fresh if f.kind == "stale_stats"}
     out: list[Finding] = []
@@ -214,8 +293,19 @@ def _statement_findings(results: list[StatementResult], fresh: list[Finding], wo
                 "-- fix the parameter values in the workload file, or the statement",
             ))
         elif res.status == "skipped":
+            po = res.plan_only
+            if po is None:
+                seen = ""
+            elif po.error:
+                seen = f" Its generic plan could not be compared ({po.error})."
+            elif po.changes:
+                seen = (" Its generic plans (compared without execution) differ: "
+                        + "; ".join(c.detail for c in po.changes) + ".")
+            else:
+                seen = " Its generic plans (compared without execution) are the same."
             out.append(Finding(
-                "statement_skipped", "info", obj, f"{obj} ({rate}) was not run: {res.reason}",
+                "statement_skipped", "warning" if po and po.changes else "info", obj,
+                f"{obj} ({rate}) was not run: {res.reason}.{seen}",
                 "-- add a parameter set for it in the workload file (\"param_sets\")",
             ))
         elif res.status == "plan_changed" and dec is not None:
@@ -224,7 +314,65 @@ def _statement_findings(results: list[StatementResult], fresh: list[Finding], wo
                 f"{obj}: {'; '.join(c.detail for c in dec.changes)} (cost within thresholds)",
                 "-- no action needed; review if the statement is latency-critical",
             ))
+        out.extend(_generic_findings(res, obj, rate, thresholds))
     return out
+
+
+def _generic_findings(res: StatementResult, obj: str, rate: str, thresholds: Thresholds) -> list[Finding]:
+    """Generic plans: regressed against OLD's, or much slower than NEW's own custom plan."""
+    out: list[Finding] = []
+    for p in res.param_sets:
+        g = p.generic
+        if g is None or not g.new.ok or not p.new.ok or g.auto_new is False:
+            continue
+        slower = classify(p.new, g.new, thresholds)
+        if slower.status == "regressed":
+            out.append(Finding(
+                "generic_plan_slower", "warning", obj,
+                f"{obj} ({rate}) as a prepared statement on NEW: with parameters '{p.label}' the "
+                f"generic plan is much slower than the custom plan ({slower.reason}), and the plan "
+                "cache " + ("switches to it after 5 executions" if g.auto_new else
+                            "may switch to it (PostgreSQL < 14: cannot tell)") + ".",
+                "-- skewed values defeat generic plans; keep custom plans for the application role:\n"
+                "ALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;",
+            ))
+            break
+    for p in res.param_sets:
+        g = p.generic
+        if g is None or g.call.status != "regressed":
+            continue
+        picks = {True: "NEW's plan cache switches to this generic plan after 5 executions",
+                 False: "NEW's plan cache keeps custom plans for these values",
+                 None: "whether NEW's plan cache would pick it is unknown (PostgreSQL < 14)"}[g.auto_new]
+        out.append(Finding(
+            "generic_plan_regression", "blocker" if g.auto_new else "warning", obj,
+            f"{obj} ({rate}) as a prepared statement: the generic plan regressed with parameters "
+            f"'{p.label}': {g.call.reason}. {picks}. Plan: "
+            + ("; ".join(c.detail for c in g.changes) or "same plan") + ".",
+            "-- fix statistics first (ANALYZE); if it persists, keep custom plans for this role:\n"
+            "ALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;",
+        ))
+        break
+    return out
+
+
+def _measured(summary: dict[tuple[str, str, str, str], Measurement], fp: str, label: str,
+              mode: str, thresholds: Thresholds) -> tuple[Measurement, Measurement, Call, tuple[Change, ...]]:
+    o = summary.get((fp, label, mode, "old"), Measurement(error="not run"))
+    n = summary.get((fp, label, mode, "new"), Measurement(error="not run"))
+    changes = diff_plans(o.plan, n.plan) if o.plan and n.plan else ()
+    return o, n, classify(o, n, thresholds), changes
+
+
+def _plan_only(stmt: Statement, old_side: _Side, new_side: _Side) -> PlanOnly | None:
+    o, n = old_side.plan_only.get(stmt.fingerprint), new_side.plan_only.get(stmt.fingerprint)
+    if o is None and n is None:
+        return None
+    errors = [f"{side}: {v}" for side, v in (("OLD", o), ("NEW", n)) if isinstance(v, str)]
+    op = o if isinstance(o, Plan) else None
+    np_ = n if isinstance(n, Plan) else None
+    changes = diff_plans(op, np_) if op and np_ else ()
+    return PlanOnly(op, np_, changes, "; ".join(errors) or None)
 
 
 def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thresholds,
@@ -236,19 +384,26 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
     for stmt in workload.statements:
         sets = param_sets_of(stmt)
         if stmt.skip_reason or not sets:
-            results.append(StatementResult(stmt, "skipped", stmt.skip_reason or "no parameter set"))
+            results.append(StatementResult(stmt, "skipped", stmt.skip_reason or "no parameter set",
+                                           plan_only=_plan_only(stmt, old_side, new_side)))
             continue
         ps_results = []
         for ps in sets:
-            o = summary.get((stmt.fingerprint, ps.label, "old"), Measurement(error="not run"))
-            n = summary.get((stmt.fingerprint, ps.label, "new"), Measurement(error="not run"))
-            changes = diff_plans(o.plan, n.plan) if o.plan and n.plan else ()
-            ps_results.append(ParamSetResult(ps.label, ps.values, o, n, classify(o, n, thresholds), changes))
+            o, n, call, changes = _measured(summary, stmt.fingerprint, ps.label, "custom", thresholds)
+            generic = None
+            gkey = (stmt.fingerprint, ps.label, "generic")
+            if any(gkey in side.runs or gkey in side.errors for side in (old_side, new_side)):
+                go, gn, gcall, gchanges = _measured(summary, stmt.fingerprint, ps.label, "generic",
+                                                    thresholds)
+                generic = GenericResult(go, gn, gcall, gchanges, old_side.auto_generic.get(stmt.fingerprint),
+                                        new_side.auto_generic.get(stmt.fingerprint))
+            ps_results.append(ParamSetResult(ps.label, ps.values, o, n, call, changes, generic))
         worst = min(ps_results, key=lambda p: SEVERITY[p.call.status])
         results.append(StatementResult(stmt, worst.call.status, worst.call.reason, tuple(ps_results)))
     old_rows = {t.name: t.reltuples for t in workload.tables}
     fresh = freshness.evaluate(new_side.tables, thresholds, new_side.info.version_num, old_rows)
-    findings = fresh + _statement_findings(results, fresh, workload, old_side.info, new_side.info)
+    findings = fresh + _statement_findings(results, fresh, workload, old_side.info, new_side.info,
+                                           thresholds)
     for err in old_side.check_errors + new_side.check_errors:
         findings.append(Finding(
             "check_incomplete", "blocker", "planguard",
@@ -260,15 +415,15 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
 
 def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             thresholds: Thresholds | None = None, limits: db.SessionLimits | None = None,
-            progress: Progress | None = None) -> Comparison:
+            progress: Progress | None = None, generic: bool = True) -> Comparison:
     """Run ``workload`` on both clusters at once and return the full comparison."""
     thresholds = thresholds or Thresholds()
     limits = limits or db.SessionLimits()
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="planguard") as pool:
-        f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, False, progress)
-        f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, True, progress)
+        f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, False, progress, generic)
+        f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, True, progress, generic)
         old_side, new_side = f_old.result(), f_new.result()
     results, findings = judge(workload, old_side, new_side, thresholds)
     assert old_side.info and new_side.info

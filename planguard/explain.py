@@ -10,10 +10,13 @@ its ``nextval()`` defaults drew (a gap, never a duplicate).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 
 from planguard.db import MARK
 from planguard.errors import ConnectionFailed
@@ -98,3 +101,106 @@ def measure(conn: psycopg.Connection, query: str, values: tuple[str | None, ...]
     for _ in range(warmup):
         explain_once(conn, query, values, rollback_only)
     return [explain_once(conn, query, values, rollback_only) for _ in range(repeat)]
+
+
+# -- generic plans -------------------------------------------------------------------
+# A prepared statement runs custom plans for its first five executions, then the plan
+# cache may switch to one generic plan for all parameter values.  That plan can be bad
+# on NEW even when every custom plan is fine, so it is measured on its own.
+
+_counter = itertools.count(1)
+
+
+def _literals(values: tuple[str | None, ...]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Literal(v) for v in values)
+
+
+@contextlib.contextmanager
+def prepared(conn: psycopg.Connection, query: str, cache_mode: str) -> Iterator[str]:
+    """``PREPARE`` the statement under ``plan_cache_mode``; deallocated and reset afterwards."""
+    name = f"planguard_{next(_counter)}"
+    try:
+        conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(cache_mode)))
+        conn.execute(sql.SQL(MARK + "PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
+    except psycopg.Error as exc:
+        conn.execute("RESET plan_cache_mode")
+        raise QueryFailed(reason(exc)) from exc
+    try:
+        yield name
+    finally:
+        if not conn.closed:
+            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+            conn.execute("RESET plan_cache_mode")
+
+
+def _explain_execute(conn: psycopg.Connection, name: str, values: tuple[str | None, ...],
+                     rollback_only: bool, analyze: bool = True) -> Plan:
+    options = "ANALYZE, BUFFERS, VERBOSE, FORMAT JSON" if analyze else "VERBOSE, FORMAT JSON"
+    stmt = sql.SQL(MARK + "EXPLAIN (" + options + ") EXECUTE {}").format(sql.Identifier(name))
+    if values:
+        stmt += sql.SQL("(") + _literals(values) + sql.SQL(")")
+    conn.execute("BEGIN" if rollback_only else "BEGIN TRANSACTION READ ONLY")
+    try:
+        row = conn.execute(stmt).fetchone()
+    except psycopg.Error as exc:
+        raise QueryFailed(reason(exc)) from exc
+    finally:
+        if not conn.closed:
+            conn.execute("ROLLBACK")
+    if row is None:
+        raise QueryFailed("EXPLAIN returned no row")
+    return parse_plan(row[0])
+
+
+def measure_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
+                    repeat: int, warmup: int = 1) -> list[Run]:
+    """EXPLAIN ANALYZE of the forced generic plan, ``warmup`` + ``repeat`` times."""
+    rollback_only = needs_rollback(query)
+    runs: list[Run] = []
+    with prepared(conn, query, "force_generic_plan") as name:
+        for i in range(warmup + repeat):
+            plan = _explain_execute(conn, name, values, rollback_only)
+            if i >= warmup:
+                runs.append(Run(float(plan.execution_ms or 0.0), plan.planning_ms,
+                                plan.shared_buffers, plan.temp_buffers, plan))
+    return runs
+
+
+def auto_chooses_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
+                         server_version_num: int) -> bool | None:
+    """Would the plan cache (``plan_cache_mode = auto``) switch this statement to its generic plan?
+
+    Plans (never executes) the statement six times with these values, as a driver that
+    prepares statements would, then reads ``pg_prepared_statements.generic_plans``
+    (PostgreSQL 14+; None before).
+    """
+    if server_version_num < 140000:
+        return None
+    with prepared(conn, query, "auto") as name:
+        for _ in range(6):
+            _explain_execute(conn, name, values, rollback_only=True, analyze=False)
+        row = conn.execute("SELECT generic_plans FROM pg_prepared_statements WHERE name = %s",
+                           (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def plan_only(conn: psycopg.Connection, query: str, nparams: int, server_version_num: int) -> Plan:
+    """The generic plan of a statement whose parameters could not be filled; nothing runs.
+
+    PostgreSQL 16+: ``EXPLAIN (GENERIC_PLAN)``; before: PREPARE with
+    ``plan_cache_mode = force_generic_plan`` and EXPLAIN EXECUTE with NULLs.
+    """
+    if server_version_num >= 160000:
+        conn.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            row = conn.execute(MARK + "EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) " + query).fetchone()
+        except psycopg.Error as exc:
+            raise QueryFailed(reason(exc)) from exc
+        finally:
+            if not conn.closed:
+                conn.execute("ROLLBACK")
+        if row is None:
+            raise QueryFailed("EXPLAIN returned no row")
+        return parse_plan(row[0])
+    with prepared(conn, query, "force_generic_plan") as name:
+        return _explain_execute(conn, name, (None,) * nparams, rollback_only=True, analyze=False)

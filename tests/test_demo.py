@@ -131,7 +131,7 @@ def test_report_in_a_real_browser(scenario: dict) -> None:
             page.screenshot(path=str(ARTIFACTS / f"report-{name}.png"), full_page=False)
         page.goto((scenario["tmp"] / "before.html").as_uri())
         regressed = page.locator("tr.statement[data-status=regressed]").first
-        regressed.locator("summary").click()
+        regressed.locator("details > summary").first.click()
         assert regressed.locator("pre").nth(1).is_visible()  # the OLD plan opens
         page.screenshot(path=str(ARTIFACTS / "report-before-details.png"), full_page=True)
         browser.close()

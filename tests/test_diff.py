@@ -104,3 +104,35 @@ def test_thresholds_are_respected() -> None:
     strict = Thresholds(time_ratio=1.1, min_time_delta_ms=0.1)
     assert classify(m(1.0, 10), m(1.3, 10), strict).status == "regressed"
     assert classify(m(1.0, 10), m(1.3, 10), T).status == "unchanged"
+
+
+def _side_with(runs: dict, auto: dict, version: int = 180000):  # type: ignore[no-untyped-def]
+    from planguard.compare import ServerInfo, _Side
+    side = _Side(info=ServerInfo("x", "18", version, ""), runs=runs, auto_generic=auto)
+    return side
+
+
+def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
+    """Pure: a generic plan that regressed against OLD's; blocker only if NEW would use it."""
+    from planguard.compare import judge
+    from planguard.explain import Run
+    from planguard.workload import ParamSet, Source, Statement, Workload
+
+    good = parse_plan(plan_fixture("pg18_tenant_list"))
+    bad = parse_plan(plan_fixture("pg18_tenant_list_unanalyzed"))
+
+    def runs(plan, ms: float, bufs: int) -> list:  # type: ignore[no-untyped-def]
+        return [Run(ms + i * 0.001, 0.1, bufs, 0, plan) for i in range(5)]
+
+    stmt = Statement("fp", "SELECT ... WHERE tenant_id = $1", "select", calls=10,
+                     param_sets=(ParamSet("typical", ("1",)),))
+    wl = Workload(Source("x", 0, "db", "", "t"), (stmt,))
+    for auto, severity in ((True, "blocker"), (False, "warning")):
+        old = _side_with({("fp", "typical", "custom"): runs(good, 0.05, 5),
+                          ("fp", "typical", "generic"): runs(good, 0.05, 5)}, {"fp": auto})
+        new = _side_with({("fp", "typical", "custom"): runs(good, 0.05, 5),
+                          ("fp", "typical", "generic"): runs(bad, 35.0, 1955)}, {"fp": auto})
+        results, findings = judge(wl, old, new, T)
+        assert results[0].status == "unchanged" and results[0].generic_status == "regressed"
+        kinds = {f.kind: f.severity for f in findings}
+        assert kinds["generic_plan_regression"] == severity

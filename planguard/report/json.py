@@ -10,9 +10,9 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from planguard.compare import Comparison, ParamSetResult, StatementResult
-from planguard.diff import STATUSES, Measurement
-from planguard.plan import indexes_used, render_text
+from planguard.compare import Comparison, GenericResult, ParamSetResult, PlanOnly, StatementResult
+from planguard.diff import STATUSES, Change, Measurement
+from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
 from planguard.verdict import sort_findings
 
 FORMAT_VERSION = 1
@@ -31,6 +31,37 @@ def _side(m: Measurement) -> dict[str, Any]:
     }
 
 
+def _changes(changes: tuple[Change, ...]) -> list[dict[str, str]]:
+    return [{"kind": c.kind, "detail": c.detail} for c in changes]
+
+
+def _generic(g: GenericResult | None) -> dict[str, Any] | None:
+    if g is None:
+        return None
+    return {
+        "status": g.call.status,
+        "reason": g.call.reason,
+        "old": _side(g.old),
+        "new": _side(g.new),
+        "changes": _changes(g.changes),
+        "plan_cache_picks_generic": {"old": g.auto_old, "new": g.auto_new},
+    }
+
+
+def _plan_only_side(plan: Plan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return {"plan_fingerprint": shape_fingerprint(plan), "indexes": list(indexes_used(plan)),
+            "total_cost": plan.root.total_cost, "plan_text": render_text(plan)}
+
+
+def _plan_only(po: PlanOnly | None) -> dict[str, Any] | None:
+    if po is None:
+        return None
+    return {"old": _plan_only_side(po.old), "new": _plan_only_side(po.new),
+            "changes": _changes(po.changes), "error": po.error}
+
+
 def _param_set(p: ParamSetResult) -> dict[str, Any]:
     return {
         "label": p.label,
@@ -39,7 +70,8 @@ def _param_set(p: ParamSetResult) -> dict[str, Any]:
         "reason": p.call.reason,
         "old": _side(p.old),
         "new": _side(p.new),
-        "changes": [{"kind": c.kind, "detail": c.detail} for c in p.changes],
+        "changes": _changes(p.changes),
+        "generic": _generic(p.generic),
     }
 
 
@@ -67,8 +99,10 @@ def _statement(r: StatementResult) -> dict[str, Any]:
         "decisive_param_set": dec.label if dec else None,
         "old": _side(dec.old) if dec else empty,
         "new": _side(dec.new) if dec else empty,
-        "changes": [{"kind": c.kind, "detail": c.detail} for c in (dec.changes if dec else ())],
+        "changes": _changes(dec.changes if dec else ()),
+        "generic_status": r.generic_status,
         "param_sets": [_param_set(p) for p in r.param_sets],
+        "plan_only": _plan_only(r.plan_only),
     }
 
 
