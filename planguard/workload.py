@@ -62,6 +62,7 @@ class Statement:
     bindings: tuple[Binding, ...] = ()
     param_sets: tuple[ParamSet, ...] = ()
     skip_reason: str | None = None
+    name: str | None = None  # given in a hand-written .sql workload
 
     @property
     def is_write(self) -> bool:
@@ -173,7 +174,11 @@ def from_dict(data: dict[str, Any], origin: str = "workload") -> Workload:
 
 
 def load(path: Path) -> Workload:
-    """Read a workload file; a clear WorkloadError for anything wrong with it."""
+    """Read a workload file (JSON from capture, or hand-written ``.sql``); clear errors."""
+    if path.suffix == ".sql":
+        from planguard.sqlfile import load_sql  # pglast-based; imported lazily (no cycle)
+
+        return load_sql(path)
     try:
         text = path.read_text()
     except OSError as exc:
