@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import psycopg
@@ -441,8 +441,14 @@ def _is_user_statement(shape: Shape | None) -> bool:
 
 def capture(dsn: str, *, top: int = 50, order_by: str = "total_time", database: str | None = None,
             limits: db.SessionLimits | None = None, seed: int = 42,
-            progress: Callable[[str], None] | None = None) -> Workload:
-    """Capture the top ``top`` statements of one database of the old cluster."""
+            progress: Callable[[str], None] | None = None, redact: bool = False,
+            keep_values: bool = False) -> Workload:
+    """Capture the top ``top`` statements of one database of the old cluster.
+
+    ``redact``: the workload is marked so that reports never show parameter values,
+    and the values are left out of it unless ``keep_values`` (``compare`` then samples
+    them from OLD again, with the same seed).
+    """
     if order_by not in ORDER_COLUMNS:
         raise CaptureError(f"--order-by must be one of {', '.join(ORDER_COLUMNS)}")
     if top < 1:
@@ -506,6 +512,33 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time", database: 
             f"no plannable statements in pg_stat_statements for database {source.database!r}: "
             "let the application run (or check --database) and capture again"
         )
+    if redact and not keep_values:
+        statements = [replace(s, param_sets=()) if s.bindings else s for s in statements]
+        notes.append("captured with --redact: parameter values are sampled again by compare")
     return Workload(source=source, statements=tuple(statements), tables=tables,
-                    indexes=indexes, notes=tuple(notes))
+                    indexes=indexes, notes=tuple(notes), redacted=redact)
+
+
+def needs_values(workload: Workload) -> bool:
+    """Statements with parameters but no values (a redacted capture)."""
+    return any(s.bindings and not s.param_sets and not s.skip_reason for s in workload.statements)
+
+
+def fill_values(conn: psycopg.Connection, workload: Workload, seed: int = 42) -> Workload:
+    """Sample parameter values on OLD for statements that have bindings but no values."""
+    tables = {b.table for s in workload.statements for b in s.bindings if b.table}
+    _, rels = _catalog(conn, tables)
+    sampler = Sampler(conn, rels, seed)
+    now = datetime.now(timezone.utc)
+    statements = []
+    for s in workload.statements:
+        if s.param_sets or s.skip_reason or not s.bindings:
+            statements.append(s)
+            continue
+        if any(b.table and b.table not in sampler.rels for b in s.bindings):
+            statements.append(replace(s, skip_reason="a table it reads is missing on OLD"))
+            continue
+        sets, reason = param_sets(s.bindings, sampler, now)
+        statements.append(replace(s, param_sets=sets, skip_reason=reason))
+    return replace(workload, statements=tuple(statements))
 

@@ -91,11 +91,17 @@ def main() -> None:
               help="Workload file to write, e.g. workloads/prod.json.")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Seed for sampling parameter values (same seed, same values).")
+@click.option("--redact", is_flag=True,
+              help="Reports never show parameter values; the workload file holds none either "
+                   "(compare samples them from OLD again) unless --keep-values.")
+@click.option("--keep-values", is_flag=True,
+              help="With --redact: keep the sampled values in the workload file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_safety_options
 @handle_errors
 def capture(dsn: str, top: int, order_by: str, database: str | None, output: Path, seed: int,
-            quiet: bool, statement_timeout: int, lock_timeout: int) -> None:
+            redact: bool, keep_values: bool, quiet: bool, statement_timeout: int,
+            lock_timeout: int) -> None:
     """Capture the top statements of the OLD cluster into a workload file.
 
     Reads pg_stat_statements, binds every $n parameter to the column it is
@@ -103,8 +109,11 @@ def capture(dsn: str, top: int, order_by: str, database: str | None, output: Pat
     """
     from planguard.capture import capture as do_capture
 
+    if keep_values and not redact:
+        raise click.UsageError("--keep-values only makes sense with --redact")
     workload = do_capture(dsn, top=top, order_by=order_by, database=database, seed=seed,
-                          limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet))
+                          limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
+                          redact=redact, keep_values=keep_values)
     workload.save(output)
     runnable = sum(1 for s in workload.statements if not s.skip_reason)
     click.echo(f"captured {len(workload.statements)} statements ({runnable} executable) from "
@@ -132,6 +141,9 @@ def capture(dsn: str, top: int, order_by: str, database: str | None, output: Pat
 @click.option("--min-buffers-delta", type=int, help="... and NEW reads at least this many more buffers.")
 @click.option("--stale-mod-fraction", type=float,
               help="stale_stats when rows modified since ANALYZE exceed this fraction.")
+@click.option("--redact", is_flag=True,
+              help="Reports show no parameter values and no constants in plans (always on for "
+                   "a workload captured with --redact).")
 @click.option("--generic/--no-generic", default=True, show_default=True,
               help="Also measure each statement's generic plan (what a prepared statement may "
                    "switch to after 5 executions) and whether the plan cache would pick it.")
@@ -139,8 +151,8 @@ def capture(dsn: str, top: int, order_by: str, database: str | None, output: Pat
 @_safety_options
 @handle_errors
 def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
-            json_path: Path | None, repeat: int, generic: bool, quiet: bool, statement_timeout: int,
-            lock_timeout: int, **threshold_flags: Any) -> None:
+            json_path: Path | None, repeat: int, redact: bool, generic: bool, quiet: bool,
+            statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD and NEW on a workload and print GO or NO-GO.
 
     Runs every statement with EXPLAIN (ANALYZE, BUFFERS) on both clusters at once
@@ -160,7 +172,7 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
     json_path = json_path or Path("reports") / f"{stem}.json"
     result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
                         limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
-                        generic=generic)
+                        generic=generic, redact=redact)
     paths = write_reports(result, html, json_path)
     _print_verdict(result.verdict.decision, result.verdict.reasons)
     click.echo(f"report: {paths['html']}  json: {paths['json']}")

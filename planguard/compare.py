@@ -6,6 +6,7 @@ I/O lives in ``_run_side`` (one connection per cluster, one thread each); the re
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ import pandas as pd
 import psycopg
 
 from planguard import db
+from planguard.capture import fill_values, needs_values
 from planguard.checks import Finding, freshness
 from planguard.config import Thresholds
 from planguard.diff import SEVERITY, Call, Change, Measurement, classify, diff_plans
@@ -116,6 +118,12 @@ class Comparison:
     started_at: str
     duration_s: float
     tables: tuple[freshness.TableStats, ...] = ()
+    redacted: bool = False
+
+
+def mask_quoted(message: str) -> str:
+    """An error message without the values it quotes."""
+    return re.sub(r'"[^"]*"', '"…"', message)
 
 
 Key = tuple[str, str, str]  # (statement fingerprint, parameter set label, "custom" | "generic")
@@ -184,7 +192,8 @@ def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repea
 
 
 def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.SessionLimits,
-              check_tables: bool, progress: Progress | None, generic: bool = True) -> _Side:
+              check_tables: bool, progress: Progress | None, generic: bool = True,
+              redact: bool = False) -> _Side:
     side = _Side()
     dsn = db.with_dbname(dsn, workload.source.database)
     with db.connect(dsn, label=label, limits=limits) as conn:
@@ -194,6 +203,10 @@ def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.
             if progress:
                 progress(f"{label}: [{i}/{len(workload.statements)}] {stmt.short_id} {stmt.query[:60]!r}")
             _run_statement(conn, side, stmt, repeat, generic)
+        if redact:  # error messages can quote input values: invalid input syntax ...: "abc"
+            side.errors = {k: mask_quoted(v) for k, v in side.errors.items()}
+            side.plan_only = {k: mask_quoted(v) if isinstance(v, str) else v
+                              for k, v in side.plan_only.items()}
         if check_tables:
             touched = {t for s in workload.statements for t in s.tables}
             touched |= {rel for runs in side.runs.values() for r in runs[:1] for rel in relations(r.plan)}
@@ -415,15 +428,23 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
 
 def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             thresholds: Thresholds | None = None, limits: db.SessionLimits | None = None,
-            progress: Progress | None = None, generic: bool = True) -> Comparison:
+            progress: Progress | None = None, generic: bool = True, redact: bool = False,
+            ) -> Comparison:
     """Run ``workload`` on both clusters at once and return the full comparison."""
     thresholds = thresholds or Thresholds()
     limits = limits or db.SessionLimits()
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
+    redact = redact or workload.redacted
+    if needs_values(workload):
+        with db.connect(db.with_dbname(old_dsn, workload.source.database), label="old",
+                        limits=limits) as conn:
+            workload = fill_values(conn, workload)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="planguard") as pool:
-        f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, False, progress, generic)
-        f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, True, progress, generic)
+        f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, False, progress,
+                            generic, redact)
+        f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, True, progress,
+                            generic, redact)
         old_side, new_side = f_old.result(), f_new.result()
     results, findings = judge(workload, old_side, new_side, thresholds)
     assert old_side.info and new_side.info
@@ -431,7 +452,7 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
         old=old_side.info, new=new_side.info, workload=workload, statements=tuple(results),
         findings=tuple(findings), verdict=decide(findings), thresholds=thresholds, repeat=repeat,
         started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
-        tables=new_side.tables,
+        tables=new_side.tables, redacted=redact,
     )
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from pglast.parser import normalize
+
 SCAN_METHODS = {
     "Seq Scan": "seq",
     "Index Scan": "index",
@@ -198,8 +200,24 @@ def _fmt_rows(v: float | None) -> str:
     return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
 
 
-def render_text(plan: Plan) -> str:
-    """Plan as indented text in the spirit of EXPLAIN (ANALYZE, BUFFERS) text output."""
+CONDITION_KEYS = ("Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join Filter", "Filter",
+                  "TID Cond", "One-Time Filter")
+
+
+def redact_expression(expr: str) -> str:
+    """Constants in an expression replaced by ``$n`` (PostgreSQL's own normalizer)."""
+    try:
+        return normalize(f"SELECT {expr}")[len("SELECT "):]
+    except Exception:
+        return "<redacted>"
+
+
+def render_text(plan: Plan, redact: bool = False) -> str:
+    """Plan as indented text in the spirit of EXPLAIN (ANALYZE, BUFFERS) text output.
+
+    ``redact``: constants in conditions and filters are replaced by ``$n``, so no
+    parameter value appears in the text.
+    """
     lines: list[str] = []
 
     def emit(node: PlanNode, depth: int) -> None:
@@ -218,10 +236,11 @@ def render_text(plan: Plan) -> str:
             lines.append(f"{pad}{node.subplan_name}")
         lines.append(f"{head}  {est}{act}")
         detail_pad = pad + ("   " if depth else "") + "  "
-        for key in ("Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join Filter", "Filter",
-                    "Sort Key", "Group Key"):
+        for key in (*CONDITION_KEYS, "Sort Key", "Group Key"):
             if r.get(key):
                 val = r[key] if isinstance(r[key], str) else ", ".join(map(str, r[key]))
+                if redact:
+                    val = redact_expression(val)
                 lines.append(f"{detail_pad}{key}: {val}")
         if r.get("Rows Removed by Filter"):
             lines.append(f"{detail_pad}Rows Removed by Filter: {_fmt_rows(r['Rows Removed by Filter'])}")

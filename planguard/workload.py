@@ -115,6 +115,9 @@ class Workload:
     indexes: tuple[IndexSnapshot, ...] = ()
     format_version: int = FORMAT_VERSION
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Captured with --redact: reports never show values; without --keep-values the file
+    # holds none either, and compare samples them from OLD again when it runs.
+    redacted: bool = False
 
     def index(self, name: str) -> IndexSnapshot | None:
         """The snapshot of an index by its schema-qualified or bare name."""
@@ -168,6 +171,7 @@ def from_dict(data: dict[str, Any], origin: str = "workload") -> Workload:
             tables=_tuple_of(TableSnapshot, data.get("tables"), origin),
             indexes=_tuple_of(IndexSnapshot, data.get("indexes"), origin),
             notes=tuple(data.get("notes") or ()),
+            redacted=bool(data.get("redacted", False)),
         )
     except (KeyError, TypeError) as exc:
         raise WorkloadError(f"{origin}: malformed workload ({exc!r})") from exc

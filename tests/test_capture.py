@@ -132,3 +132,41 @@ def test_sampling_a_table_it_cannot_read_marks_the_statement(app_old: str) -> No
         with psycopg.connect(app_old, autocommit=True) as conn:
             conn.execute("DROP OWNED BY planguard_reader")
             conn.execute("DROP ROLE planguard_reader")
+
+
+def test_redact_keeps_values_out_of_workload_and_reports(app_old: str, clusters: Pair, dbname: str,
+                                                         tmp_path: Path) -> None:
+    from planguard.compare import compare
+    from planguard.report import write_reports
+
+    plain = capture(app_old, top=20)
+    emails = {v for s in plain.statements for p in s.param_sets for v in p.values
+              if v and "@example.com" in v}
+    assert emails, "the plain capture samples e-mail values"
+
+    res = subprocess.run([sys.executable, "-m", "planguard.cli", "capture", "--dsn", app_old, "--top", "20",
+                          "--redact", "-o", str(tmp_path / "w.json"), "-q"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "w.json").read_text()
+    assert not any(e in text for e in emails) and '"redacted": true' in text
+    wl = load(tmp_path / "w.json")
+    assert all(not s.param_sets for s in wl.statements if s.bindings)
+
+    result = compare(app_old, app_old, wl, repeat=1, generic=False)
+    assert result.redacted and not [r for r in result.statements if r.status in ("skipped", "error")]
+    paths = write_reports(result, tmp_path / "r.html", tmp_path / "r.json")
+    for path in paths.values():
+        body = path.read_text()
+        assert not any(e in body for e in emails), f"a sampled value leaked into {path.name}"
+        assert "'settled'" not in body and "&#39;settled&#39;" not in body
+    report = json.loads(paths["json"].read_text())
+    lookup = next(s for s in report["statements"] if "email = $1" in s["query"])
+    assert lookup["param_sets"][0]["values"] == ["<redacted>"]
+    assert "email = $1" in lookup["new"]["plan_text"]
+
+
+def test_keep_values_needs_redact(app_old: str, tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "planguard.cli", "capture", "--dsn", app_old,
+                          "--keep-values", "-o", str(tmp_path / "w.json")], capture_output=True, text=True)
+    assert res.returncode == 2 and "--keep-values only makes sense with --redact" in res.stderr

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from pglast.parser import normalize
+
 from planguard.compare import Comparison, GenericResult, ParamSetResult, PlanOnly, StatementResult
 from planguard.diff import STATUSES, Change, Measurement
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
@@ -18,7 +20,19 @@ from planguard.verdict import sort_findings
 FORMAT_VERSION = 1
 
 
-def _side(m: Measurement) -> dict[str, Any]:
+REDACTED = "<redacted>"
+
+
+def _query(text: str, redact: bool) -> str:
+    if not redact:
+        return text
+    try:
+        return normalize(text)
+    except Exception:
+        return REDACTED
+
+
+def _side(m: Measurement, redact: bool = False) -> dict[str, Any]:
     return {
         "median_ms": None if m.median_ms is None else round(m.median_ms, 3),
         "shared_buffers": m.shared_buffers,
@@ -27,7 +41,7 @@ def _side(m: Measurement) -> dict[str, Any]:
         "plan_fingerprint": m.plan_fingerprint,
         "indexes": list(indexes_used(m.plan)) if m.plan else [],
         "error": m.error,
-        "plan_text": render_text(m.plan) if m.plan else None,
+        "plan_text": render_text(m.plan, redact=redact) if m.plan else None,
     }
 
 
@@ -35,43 +49,43 @@ def _changes(changes: tuple[Change, ...]) -> list[dict[str, str]]:
     return [{"kind": c.kind, "detail": c.detail} for c in changes]
 
 
-def _generic(g: GenericResult | None) -> dict[str, Any] | None:
+def _generic(g: GenericResult | None, redact: bool) -> dict[str, Any] | None:
     if g is None:
         return None
     return {
         "status": g.call.status,
         "reason": g.call.reason,
-        "old": _side(g.old),
-        "new": _side(g.new),
+        "old": _side(g.old, redact),
+        "new": _side(g.new, redact),
         "changes": _changes(g.changes),
         "plan_cache_picks_generic": {"old": g.auto_old, "new": g.auto_new},
     }
 
 
-def _plan_only_side(plan: Plan | None) -> dict[str, Any] | None:
+def _plan_only_side(plan: Plan | None, redact: bool) -> dict[str, Any] | None:
     if plan is None:
         return None
     return {"plan_fingerprint": shape_fingerprint(plan), "indexes": list(indexes_used(plan)),
-            "total_cost": plan.root.total_cost, "plan_text": render_text(plan)}
+            "total_cost": plan.root.total_cost, "plan_text": render_text(plan, redact=redact)}
 
 
-def _plan_only(po: PlanOnly | None) -> dict[str, Any] | None:
+def _plan_only(po: PlanOnly | None, redact: bool) -> dict[str, Any] | None:
     if po is None:
         return None
-    return {"old": _plan_only_side(po.old), "new": _plan_only_side(po.new),
+    return {"old": _plan_only_side(po.old, redact), "new": _plan_only_side(po.new, redact),
             "changes": _changes(po.changes), "error": po.error}
 
 
-def _param_set(p: ParamSetResult) -> dict[str, Any]:
+def _param_set(p: ParamSetResult, redact: bool) -> dict[str, Any]:
     return {
         "label": p.label,
-        "values": list(p.values),
+        "values": [REDACTED] * len(p.values) if redact else list(p.values),
         "status": p.call.status,
         "reason": p.call.reason,
-        "old": _side(p.old),
-        "new": _side(p.new),
+        "old": _side(p.old, redact),
+        "new": _side(p.new, redact),
         "changes": _changes(p.changes),
-        "generic": _generic(p.generic),
+        "generic": _generic(p.generic, redact),
     }
 
 
@@ -81,13 +95,13 @@ def _ratio(p: ParamSetResult | None) -> float | None:
     return round(p.new.median_ms / max(p.old.median_ms, 1e-3), 2)
 
 
-def _statement(r: StatementResult) -> dict[str, Any]:
+def _statement(r: StatementResult, redact: bool) -> dict[str, Any]:
     s = r.statement
     dec = r.decisive
     empty = _side(Measurement())
     return {
         "fingerprint": s.fingerprint,
-        "query": s.query,
+        "query": _query(s.query, redact),
         "kind": s.kind,
         "calls": s.calls,
         "calls_per_second": s.calls_per_second,
@@ -97,18 +111,18 @@ def _statement(r: StatementResult) -> dict[str, Any]:
         "reason": r.reason,
         "time_ratio": _ratio(dec),
         "decisive_param_set": dec.label if dec else None,
-        "old": _side(dec.old) if dec else empty,
-        "new": _side(dec.new) if dec else empty,
+        "old": _side(dec.old, redact) if dec else empty,
+        "new": _side(dec.new, redact) if dec else empty,
         "changes": _changes(dec.changes if dec else ()),
         "generic_status": r.generic_status,
-        "param_sets": [_param_set(p) for p in r.param_sets],
-        "plan_only": _plan_only(r.plan_only),
+        "param_sets": [_param_set(p, redact) for p in r.param_sets],
+        "plan_only": _plan_only(r.plan_only, redact),
     }
 
 
 def to_dict(c: Comparison) -> dict[str, Any]:
     """The report as plain data: the JSON contract, and the HTML template's context."""
-    statements = [_statement(r) for r in c.statements]
+    statements = [_statement(r, c.redacted) for r in c.statements]
     counts = {status: 0 for status in STATUSES}
     for r in c.statements:
         counts[r.status] += 1
@@ -120,6 +134,7 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "generated_at": c.started_at,
         "duration_s": round(c.duration_s, 2),
         "repeat": c.repeat,
+        "redacted": c.redacted,
         "thresholds": asdict(c.thresholds),
         "old": {"server_version": c.old.version, "server_version_num": c.old.version_num,
                 "dsn": c.old.dsn},
