@@ -12,9 +12,10 @@ a short ``statement_timeout``, never a full scan of a big table.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -65,7 +66,9 @@ def _stat_columns(version_num: int) -> tuple[str, str, str]:
     return "total_time", "mean_time", "true"
 
 
-def _read_statements(conn: psycopg.Connection, order_by: str, limit: int) -> list[_Entry]:
+def _read_statements(conn: psycopg.Connection, order_by: str, limit: int,
+                     databases: Sequence[str] | None) -> list[_Entry]:
+    """Top entries of pg_stat_statements for ``databases`` (None: every database)."""
     version = db.server_version_num(conn)
     total, mean, toplevel = _stat_columns(version)
     order = {"total_time": total, "calls": "calls", "mean_time": mean}[order_by]
@@ -75,15 +78,16 @@ def _read_statements(conn: psycopg.Connection, order_by: str, limit: int) -> lis
         FROM pg_stat_statements s
         JOIN pg_database d ON d.oid = s.dbid
         LEFT JOIN pg_roles r ON r.oid = s.userid
-        WHERE d.datname = current_database() AND {toplevel}
+        WHERE (%s::text[] IS NULL OR d.datname = ANY(%s::text[])) AND {toplevel}
           AND s.query NOT LIKE '/* planguard */%%'
         ORDER BY s.{order} DESC
         LIMIT %s""").format(
         total=sql.Identifier(total), mean=sql.Identifier(mean),
         toplevel=sql.SQL(toplevel), order=sql.Identifier(order),
     )
+    names = list(databases) if databases is not None else None
     try:
-        rows = conn.execute(query, (limit,)).fetchall()
+        rows = conn.execute(query, (names, names, limit)).fetchall()
     except errors.ObjectNotInPrerequisiteState as exc:
         raise CaptureError(
             "pg_stat_statements is installed but not loaded: add it to "
@@ -399,7 +403,7 @@ def param_sets(bindings: tuple[Binding, ...], sampler: Sampler, captured_at: dat
 
 
 def _snapshots(
-    conn: psycopg.Connection, qualified: list[str]
+    conn: psycopg.Connection, qualified: list[str], database: str | None = None,
 ) -> tuple[tuple[TableSnapshot, ...], tuple[IndexSnapshot, ...]]:
     if not qualified:
         return (), ()
@@ -415,7 +419,8 @@ def _snapshots(
         FROM pg_stat_all_indexes s
         WHERE s.relid = ANY(SELECT to_regclass(n) FROM unnest(%s::text[]) n) ORDER BY 1""",
         (qualified,)).fetchall()
-    return (tuple(TableSnapshot(*r) for r in tables), tuple(IndexSnapshot(*r) for r in indexes))
+    return (tuple(replace(TableSnapshot(*r), database=database) for r in tables),
+            tuple(replace(IndexSnapshot(*r), database=database) for r in indexes))
 
 
 def _stats_window(conn: psycopg.Connection, version_num: int) -> tuple[str | None, float | None]:
@@ -439,11 +444,25 @@ def _is_user_statement(shape: Shape | None) -> bool:
     return not all(t.split(".")[0] in CATALOG_SCHEMAS or t.startswith("pg_") for t in shape.tables)
 
 
-def capture(dsn: str, *, top: int = 50, order_by: str = "total_time", database: str | None = None,
-            limits: db.SessionLimits | None = None, seed: int = 42,
-            progress: Callable[[str], None] | None = None, redact: bool = False,
+ALL_DATABASES = "*"
+
+
+def _order_value(group: list[_Entry], order_by: str) -> float:
+    calls = sum(e.calls for e in group)
+    total = sum(e.total_ms for e in group)
+    return {"total_time": total, "calls": float(calls), "mean_time": total / max(calls, 1)}[order_by]
+
+
+def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
+            databases: Sequence[str] | None = None, limits: db.SessionLimits | None = None,
+            seed: int = 42, progress: Callable[[str], None] | None = None, redact: bool = False,
             keep_values: bool = False) -> Workload:
-    """Capture the top ``top`` statements of one database of the old cluster.
+    """Capture the top ``top`` statements of the old cluster.
+
+    ``databases``: the databases to capture from (None: the DSN's database;
+    ``["*"]``: every database with statements).  pg_stat_statements is read once, from
+    the first database given (or the DSN's), which must have the extension; each
+    database is then visited for its catalog, value samples and statistics snapshot.
 
     ``redact``: the workload is marked so that reports never show parameter values,
     and the values are left out of it unless ``keep_values`` (``compare`` then samples
@@ -453,14 +472,19 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time", database: 
         raise CaptureError(f"--order-by must be one of {', '.join(ORDER_COLUMNS)}")
     if top < 1:
         raise CaptureError("--top must be at least 1")
-    if database:
-        dsn = db.with_dbname(dsn, database, override=True)
+    wanted = [d for d in databases or () if d != ALL_DATABASES]
+    every = bool(databases) and ALL_DATABASES in (databases or ())
+    if wanted:
+        dsn = db.with_dbname(dsn, wanted[0], override=True)
     captured_at = datetime.now(timezone.utc)
-    with db.connect(dsn, label="old", limits=limits) as conn:
-        version_num = db.server_version_num(conn)
-        _require_extension(conn)
-        entries = _read_statements(conn, order_by, top * 4 + 50)
-        merged: dict[str, tuple[Shape, list[_Entry]]] = {}
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(db.connect(dsn, label="old", limits=limits))
+        version_num = db.server_version_num(first)
+        _require_extension(first)
+        names = None if every else (wanted or [str(first.info.dbname)])
+        entries = _read_statements(first, order_by, top * 4 + 50, names)
+        merged: dict[tuple[str, str], tuple[Shape, list[_Entry]]] = {}
         skipped_other = 0
         for e in entries:
             shape = _shape(e.query)
@@ -468,55 +492,70 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time", database: 
                 skipped_other += 1
                 continue
             assert shape is not None
-            merged.setdefault(shape.fingerprint, (shape, []))[1].append(e)
-        catalog, rels = _catalog(conn, {t for shape, _ in merged.values() for t in shape.tables})
+            merged.setdefault((e.database, shape.fingerprint), (shape, []))[1].append(e)
+        conns: dict[str, psycopg.Connection] = {str(first.info.dbname): first}
+        catalogs: dict[str, tuple[dict[str, TableColumns], dict[str, _Rel]]] = {}
+        for dbname in sorted({d for d, _ in merged}):
+            if dbname not in conns:
+                conns[dbname] = stack.enter_context(db.connect(
+                    db.with_dbname(dsn, dbname, override=True), label=f"old ({dbname})", limits=limits))
+            catalogs[dbname] = _catalog(conns[dbname], {t for (d, _), (sh, _) in merged.items()
+                                                        if d == dbname for t in sh.tables})
         # Statements that read only sequences (pg_dump, monitoring) are not application plans.
-        chosen = [(shape, group) for shape, group in merged.values()
-                  if any(t in catalog for t in shape.tables)][:top]
-        skipped_other += len(merged) - len(chosen)
-        sampler = Sampler(conn, rels, seed)
-        reset, window = _stats_window(conn, version_num)
+        candidates = [(d, shape, group) for (d, _), (shape, group) in merged.items()
+                      if any(t in catalogs[d][0] for t in shape.tables)]
+        skipped_other += len(merged) - len(candidates)
+        candidates.sort(key=lambda c: -_order_value(c[2], order_by))
+        chosen = candidates[:top]
+        reset, window = _stats_window(first, version_num)
+        samplers = {d: Sampler(conns[d], catalogs[d][1], seed) for d in catalogs}
         statements: list[Statement] = []
-        for i, (shape, group) in enumerate(chosen, 1):
-            first = group[0]
+        for i, (dbname, shape, group) in enumerate(chosen, 1):
+            head = group[0]
             if progress:
-                progress(f"[{i}/{len(chosen)}] {first.query[:70]!r}")
-            bindings, problems = resolve(shape, catalog, first.query)
-            sets, reason = param_sets(bindings, sampler, captured_at)
+                progress(f"[{i}/{len(chosen)}] {dbname}: {head.query[:70]!r}")
+            catalog = catalogs[dbname][0]
+            bindings, problems = resolve(shape, catalog, head.query)
+            sets, reason = param_sets(bindings, samplers[dbname], captured_at)
             calls = sum(e.calls for e in group)
             total = sum(e.total_ms for e in group)
             statements.append(Statement(
-                fingerprint=shape.fingerprint, query=first.query, kind=shape.kind,
+                fingerprint=shape.fingerprint, query=head.query, kind=shape.kind,
                 calls=calls, total_ms=round(total, 3), mean_ms=round(total / max(calls, 1), 3),
                 rows=sum(e.rows for e in group),
                 shared_blks_hit=sum(e.hit for e in group), shared_blks_read=sum(e.read for e in group),
                 calls_per_second=round(calls / window, 4) if window else None,
-                database=first.database, users=tuple(sorted({e.user for e in group if e.user})),
+                database=dbname, users=tuple(sorted({e.user for e in group if e.user})),
                 tables=tuple(dict.fromkeys(catalog[t].qualified for t in shape.tables if t in catalog)),
                 bindings=bindings, param_sets=sets,
                 skip_reason=reason or ("; ".join(problems) if problems and not sets else None),
             ))
-        qualified = sorted({t for s in statements for t in s.tables})
-        tables, indexes = _snapshots(conn, qualified)
+        tables: list[TableSnapshot] = []
+        indexes: list[IndexSnapshot] = []
+        for dbname in sorted({s.database for s in statements if s.database}):
+            t, ix = _snapshots(conns[dbname], sorted({t for s in statements if s.database == dbname
+                                                      for t in s.tables}), dbname)
+            tables.extend(t)
+            indexes.extend(ix)
         source = Source(
-            server_version=db.server_version(conn), server_version_num=version_num,
-            database=conn.info.dbname, dsn=db.redact_dsn(dsn),
+            server_version=db.server_version(first), server_version_num=version_num,
+            database=str(first.info.dbname), dsn=db.redact_dsn(dsn),
             captured_at=captured_at.isoformat(timespec="seconds"),
             stats_reset=reset, stats_window_seconds=round(window, 1) if window else None,
         )
-    notes = []
     if skipped_other:
         notes.append(f"{skipped_other} utility, catalog-only or unparsable statements were left out")
     if not statements:
+        which = "any database" if every else ", ".join(repr(n) for n in names or [])
         raise CaptureError(
-            f"no plannable statements in pg_stat_statements for database {source.database!r}: "
+            f"no plannable statements in pg_stat_statements for {which}: "
             "let the application run (or check --database) and capture again"
         )
     if redact and not keep_values:
         statements = [replace(s, param_sets=()) if s.bindings else s for s in statements]
         notes.append("captured with --redact: parameter values are sampled again by compare")
-    return Workload(source=source, statements=tuple(statements), tables=tables,
-                    indexes=indexes, notes=tuple(notes), redacted=redact)
+    return Workload(source=source, statements=tuple(statements), tables=tuple(tables),
+                    indexes=tuple(indexes), notes=tuple(notes), redacted=redact)
 
 
 def needs_values(workload: Workload) -> bool:
@@ -524,15 +563,22 @@ def needs_values(workload: Workload) -> bool:
     return any(s.bindings and not s.param_sets and not s.skip_reason for s in workload.statements)
 
 
-def fill_values(conn: psycopg.Connection, workload: Workload, seed: int = 42) -> Workload:
-    """Sample parameter values on OLD for statements that have bindings but no values."""
-    tables = {b.table for s in workload.statements for b in s.bindings if b.table}
+def fill_values(conn: psycopg.Connection, workload: Workload, seed: int = 42,
+                database: str | None = None) -> Workload:
+    """Sample parameter values on OLD for statements that have bindings but no values.
+
+    With ``database``, only that database's statements (``conn`` is connected to it).
+    """
+    def mine(s: Statement) -> bool:
+        return database is None or (s.database or workload.source.database) == database
+
+    tables = {b.table for s in workload.statements if mine(s) for b in s.bindings if b.table}
     _, rels = _catalog(conn, tables)
     sampler = Sampler(conn, rels, seed)
     now = datetime.now(timezone.utc)
     statements = []
     for s in workload.statements:
-        if s.param_sets or s.skip_reason or not s.bindings:
+        if s.param_sets or s.skip_reason or not s.bindings or not mine(s):
             statements.append(s)
             continue
         if any(b.table and b.table not in sampler.rels for b in s.bindings):

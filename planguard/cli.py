@@ -85,8 +85,10 @@ def main() -> None:
               help="How many statements to keep.")
 @click.option("--order-by", type=click.Choice(["total_time", "calls", "mean_time"]),
               default="total_time", show_default=True, help="What 'top' means.")
-@click.option("--database", metavar="NAME",
-              help="Database to capture from (default: the DSN's database).")
+@click.option("--database", "databases", metavar="NAME", multiple=True,
+              help="Database to capture from (repeatable; default: the DSN's database).")
+@click.option("--all-databases", is_flag=True,
+              help="Capture from every database that has statements in pg_stat_statements.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Workload file to write, e.g. workloads/prod.json.")
 @click.option("--seed", type=int, default=42, show_default=True,
@@ -99,7 +101,8 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_safety_options
 @handle_errors
-def capture(dsn: str, top: int, order_by: str, database: str | None, output: Path, seed: int,
+def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_databases: bool,
+            output: Path, seed: int,
             redact: bool, keep_values: bool, quiet: bool, statement_timeout: int,
             lock_timeout: int) -> None:
     """Capture the top statements of the OLD cluster into a workload file.
@@ -111,14 +114,18 @@ def capture(dsn: str, top: int, order_by: str, database: str | None, output: Pat
 
     if keep_values and not redact:
         raise click.UsageError("--keep-values only makes sense with --redact")
-    workload = do_capture(dsn, top=top, order_by=order_by, database=database, seed=seed,
+    if all_databases and databases:
+        raise click.UsageError("--all-databases and --database exclude each other")
+    workload = do_capture(dsn, top=top, order_by=order_by, seed=seed,
+                          databases=["*"] if all_databases else (list(databases) or None),
                           limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
                           redact=redact, keep_values=keep_values)
     workload.save(output)
     runnable = sum(1 for s in workload.statements if not s.skip_reason)
     click.echo(f"captured {len(workload.statements)} statements ({runnable} executable) from "
-               f"PostgreSQL {workload.source.server_version}, database "
-               f"{workload.source.database!r} -> {output}")
+               f"PostgreSQL {workload.source.server_version}, "
+               f"database{'s' if len(workload.databases) > 1 else ''} "
+               f"{', '.join(workload.databases)} -> {output}")
     for s in workload.statements:
         if s.skip_reason:
             click.echo(f"  not executable: {s.short_id} {s.query[:60]!r}: {s.skip_reason}")

@@ -163,20 +163,20 @@ def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repea
         n = _n_params(stmt.query)
         if n:
             try:
-                side.plan_only[stmt.fingerprint] = plan_only(conn, stmt.query, n, side.info.version_num)
+                side.plan_only[stmt.key] = plan_only(conn, stmt.query, n, side.info.version_num)
             except QueryFailed as exc:
-                side.plan_only[stmt.fingerprint] = str(exc)
+                side.plan_only[stmt.key] = str(exc)
         return
     sets = param_sets_of(stmt)
     for ps in sets:
-        key = (stmt.fingerprint, ps.label, "custom")
+        key = (stmt.key, ps.label, "custom")
         try:
             side.runs[key] = measure(conn, stmt.query, ps.values, repeat)
         except QueryFailed as exc:
             side.errors[key] = str(exc)
         if not (generic and ps.values):
             continue
-        gkey = (stmt.fingerprint, ps.label, "generic")
+        gkey = (stmt.key, ps.label, "generic")
         try:
             side.runs[gkey] = measure_generic(conn, stmt.query, ps.values, repeat)
         except QueryFailed as exc:
@@ -185,35 +185,44 @@ def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repea
         # The plan cache decides from the custom plans of the calls it sees, mostly typical
         # ones: the first (typical) set stands for them; the decision then holds for every value.
         try:
-            side.auto_generic[stmt.fingerprint] = auto_chooses_generic(
+            side.auto_generic[stmt.key] = auto_chooses_generic(
                 conn, stmt.query, sets[0].values, side.info.version_num)
         except QueryFailed:
-            side.auto_generic[stmt.fingerprint] = None
+            side.auto_generic[stmt.key] = None
 
 
 def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.SessionLimits,
               check_tables: bool, progress: Progress | None, generic: bool = True,
               redact: bool = False) -> _Side:
+    """Everything one cluster is asked, database by database, on one connection at a time."""
     side = _Side()
-    dsn = db.with_dbname(dsn, workload.source.database)
-    with db.connect(dsn, label=label, limits=limits) as conn:
-        side.info = ServerInfo(label, db.server_version(conn), db.server_version_num(conn),
-                               db.redact_dsn(dsn))
-        for i, stmt in enumerate(workload.statements, 1):
-            if progress:
-                progress(f"{label}: [{i}/{len(workload.statements)}] {stmt.short_id} {stmt.query[:60]!r}")
-            _run_statement(conn, side, stmt, repeat, generic)
-        if redact:  # error messages can quote input values: invalid input syntax ...: "abc"
-            side.errors = {k: mask_quoted(v) for k, v in side.errors.items()}
-            side.plan_only = {k: mask_quoted(v) if isinstance(v, str) else v
-                              for k, v in side.plan_only.items()}
-        if check_tables:
-            touched = {t for s in workload.statements for t in s.tables}
-            touched |= {rel for runs in side.runs.values() for r in runs[:1] for rel in relations(r.plan)}
-            try:
-                side.tables = freshness.gather(conn, touched)
-            except psycopg.Error as exc:
-                side.check_errors.append(f"statistics freshness on {label.upper()}: {_reason(exc)}")
+    databases = workload.databases or (None,)
+    multi = len(databases) > 1  # then each statement runs in the database it was captured in
+    done = 0
+    for dbname in databases:
+        dsn_db = db.with_dbname(dsn, dbname, override=multi)
+        todo = [s for s in workload.statements if (s.database or workload.source.database) == dbname]
+        with db.connect(dsn_db, label=label if not multi else f"{label} ({dbname})", limits=limits) as conn:
+            if side.info is None:
+                side.info = ServerInfo(label, db.server_version(conn), db.server_version_num(conn),
+                                       db.redact_dsn(dsn))
+            for stmt in todo:
+                done += 1
+                if progress:
+                    progress(f"{label}: [{done}/{len(workload.statements)}] {stmt.short_id} "
+                             f"{stmt.query[:60]!r}")
+                _run_statement(conn, side, stmt, repeat, generic)
+            if check_tables:
+                touched = {t for s in todo for t in s.tables}
+                touched |= {rel for (key, _, _), runs in side.runs.items()
+                            if key in {s.key for s in todo} for r in runs[:1] for rel in relations(r.plan)}
+                try:
+                    side.tables += freshness.gather(conn, touched)
+                except psycopg.Error as exc:
+                    side.check_errors.append(f"statistics freshness on {label.upper()}: {_reason(exc)}")
+    if redact:  # error messages can quote input values: invalid input syntax ...: "abc"
+        side.errors = {k: mask_quoted(v) for k, v in side.errors.items()}
+        side.plan_only = {k: mask_quoted(v) if isinstance(v, str) else v for k, v in side.plan_only.items()}
     return side
 
 
@@ -378,7 +387,7 @@ def _measured(summary: dict[tuple[str, str, str, str], Measurement], fp: str, la
 
 
 def _plan_only(stmt: Statement, old_side: _Side, new_side: _Side) -> PlanOnly | None:
-    o, n = old_side.plan_only.get(stmt.fingerprint), new_side.plan_only.get(stmt.fingerprint)
+    o, n = old_side.plan_only.get(stmt.key), new_side.plan_only.get(stmt.key)
     if o is None and n is None:
         return None
     errors = [f"{side}: {v}" for side, v in (("OLD", o), ("NEW", n)) if isinstance(v, str)]
@@ -402,14 +411,14 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
             continue
         ps_results = []
         for ps in sets:
-            o, n, call, changes = _measured(summary, stmt.fingerprint, ps.label, "custom", thresholds)
+            o, n, call, changes = _measured(summary, stmt.key, ps.label, "custom", thresholds)
             generic = None
-            gkey = (stmt.fingerprint, ps.label, "generic")
+            gkey = (stmt.key, ps.label, "generic")
             if any(gkey in side.runs or gkey in side.errors for side in (old_side, new_side)):
-                go, gn, gcall, gchanges = _measured(summary, stmt.fingerprint, ps.label, "generic",
+                go, gn, gcall, gchanges = _measured(summary, stmt.key, ps.label, "generic",
                                                     thresholds)
-                generic = GenericResult(go, gn, gcall, gchanges, old_side.auto_generic.get(stmt.fingerprint),
-                                        new_side.auto_generic.get(stmt.fingerprint))
+                generic = GenericResult(go, gn, gcall, gchanges, old_side.auto_generic.get(stmt.key),
+                                        new_side.auto_generic.get(stmt.key))
             ps_results.append(ParamSetResult(ps.label, ps.values, o, n, call, changes, generic))
         worst = min(ps_results, key=lambda p: SEVERITY[p.call.status])
         results.append(StatementResult(stmt, worst.call.status, worst.call.reason, tuple(ps_results)))
@@ -437,9 +446,11 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
     t0 = time.monotonic()
     redact = redact or workload.redacted
     if needs_values(workload):
-        with db.connect(db.with_dbname(old_dsn, workload.source.database), label="old",
-                        limits=limits) as conn:
-            workload = fill_values(conn, workload)
+        multi = len(workload.databases) > 1
+        for dbname in workload.databases:
+            with db.connect(db.with_dbname(old_dsn, dbname, override=multi), label="old",
+                            limits=limits) as conn:
+                workload = fill_values(conn, workload, database=dbname)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="planguard") as pool:
         f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, False, progress,
                             generic, redact)

@@ -72,6 +72,11 @@ class Statement:
     def short_id(self) -> str:
         return self.fingerprint[:8]
 
+    @property
+    def key(self) -> str:
+        """Unique within a workload: the same statement may run in several databases."""
+        return f"{self.database}:{self.fingerprint}" if self.database else self.fingerprint
+
 
 @dataclass(frozen=True)
 class TableSnapshot:
@@ -84,6 +89,7 @@ class TableSnapshot:
     n_mod_since_analyze: int | None = None
     last_analyze: str | None = None
     last_autoanalyze: str | None = None
+    database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class IndexSnapshot:
     table: str
     definition: str
     idx_scan: int | None = None
+    database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,12 +126,18 @@ class Workload:
     # holds none either, and compare samples them from OLD again when it runs.
     redacted: bool = False
 
-    def index(self, name: str) -> IndexSnapshot | None:
-        """The snapshot of an index by its schema-qualified or bare name."""
+    def index(self, name: str, database: str | None = None) -> IndexSnapshot | None:
+        """The snapshot of an index by its schema-qualified or bare name (in ``database``)."""
         for ix in self.indexes:
-            if name in (ix.name, ix.name.split(".", 1)[-1]):
+            if name in (ix.name, ix.name.split(".", 1)[-1]) and database in (None, ix.database):
                 return ix
         return None
+
+    @property
+    def databases(self) -> tuple[str, ...]:
+        """The databases the statements run in (the capture database when none is named)."""
+        names = {s.database or self.source.database for s in self.statements}
+        return tuple(sorted(n for n in names if n is not None))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

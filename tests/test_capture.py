@@ -113,7 +113,7 @@ def test_no_statements_is_a_clear_error(olddb: str) -> None:
 
 def test_database_option_overrides_the_dsn(app_old: str, dbname: str) -> None:
     other = app_old.replace(f"dbname={dbname}", "dbname=postgres")
-    wl = capture(other, top=3, database=dbname)
+    wl = capture(other, top=3, databases=[dbname])
     assert wl.source.database == dbname and len(wl.statements) == 3
 
 
@@ -170,3 +170,38 @@ def test_keep_values_needs_redact(app_old: str, tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "planguard.cli", "capture", "--dsn", app_old,
                           "--keep-values", "-o", str(tmp_path / "w.json")], capture_output=True, text=True)
     assert res.returncode == 2 and "--keep-values only makes sense with --redact" in res.stderr
+
+
+def test_capture_and_compare_across_databases(clusters: Pair, olddb: str, dbname: str, tmp_path: Path) -> None:
+    """--all-databases: the same statement text in two databases stays two statements,
+    each sampled and compared in its own database."""
+    from planguard.compare import compare
+    from tests.conftest import create_db, drop_db
+
+    second = f"{dbname}_b"
+    other = create_db(clusters.old, second)
+    try:
+        for dsn, owners in ((olddb, 10), (other, 3)):
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE TABLE items (id int PRIMARY KEY, owner int NOT NULL)")
+                conn.execute("INSERT INTO items SELECT g, g %% %s FROM generate_series(1, 2000) g" % owners)
+                conn.execute("CREATE INDEX ON items (owner)")
+                conn.execute("ANALYZE items")
+            with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
+                for i in range(20):
+                    conn.execute("SELECT count(*) FROM items WHERE owner = %s", (i % owners,))
+        out = tmp_path / "w.json"
+        res = subprocess.run([sys.executable, "-m", "planguard.cli", "capture", "--dsn", olddb,
+                              "--all-databases", "-o", str(out), "-q"], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        wl = load(out)
+        mine = [s for s in wl.statements if s.database in (dbname, second) and "owner = $1" in s.query]
+        assert sorted(s.database for s in mine if "owner = $1" in s.query) == sorted([dbname, second])
+        owners = {s.database: int(s.param_sets[0].values[0]) for s in mine if "owner = $1" in s.query}
+        assert owners[second] < 3  # sampled in its own database
+        scoped = type(wl)(source=wl.source, statements=tuple(mine), tables=wl.tables, indexes=wl.indexes)
+        result = compare(clusters.old.dsn(), clusters.old.dsn(), scoped, repeat=1, generic=False)
+        assert {r.status for r in result.statements} <= {"unchanged", "plan_changed", "improved"}
+        assert len(result.statements) == len(mine)
+    finally:
+        drop_db(clusters.old, second)
