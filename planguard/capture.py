@@ -18,12 +18,14 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 import psycopg
 from psycopg import errors, sql
 
 from planguard import db
 from planguard.errors import CaptureError, InsufficientPrivilege
+from planguard.logparse import LogEntry, read_log
 from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve
 from planguard.workload import (
     Binding,
@@ -456,13 +458,16 @@ def _order_value(group: list[_Entry], order_by: str) -> float:
 def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
             databases: Sequence[str] | None = None, limits: db.SessionLimits | None = None,
             seed: int = 42, progress: Callable[[str], None] | None = None, redact: bool = False,
-            keep_values: bool = False) -> Workload:
+            keep_values: bool = False, from_log: Path | None = None) -> Workload:
     """Capture the top ``top`` statements of the old cluster.
 
     ``databases``: the databases to capture from (None: the DSN's database;
     ``["*"]``: every database with statements).  pg_stat_statements is read once, from
     the first database given (or the DSN's), which must have the extension; each
     database is then visited for its catalog, value samples and statistics snapshot.
+
+    ``from_log``: a server log (stderr, csvlog or jsonlog) whose logged executions give
+    real production values; they come first, before the sampled sets.
 
     ``redact``: the workload is marked so that reports never show parameter values,
     and the values are left out of it unless ``keep_values`` (``compare`` then samples
@@ -478,6 +483,10 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
         dsn = db.with_dbname(dsn, wanted[0], override=True)
     captured_at = datetime.now(timezone.utc)
     notes: list[str] = []
+    logged = _log_index(read_log(from_log)) if from_log else {}
+    if from_log:
+        notes.append(f"parameter values from {from_log.name}: {sum(map(len, logged.values()))} "
+                     "logged executions")
     with contextlib.ExitStack() as stack:
         first = stack.enter_context(db.connect(dsn, label="old", limits=limits))
         version_num = db.server_version_num(first)
@@ -517,6 +526,11 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
             catalog = catalogs[dbname][0]
             bindings, problems = resolve(shape, catalog, head.query)
             sets, reason = param_sets(bindings, samplers[dbname], captured_at)
+            from_logs = log_sets(logged.get(shape.fingerprint, []), shape.max_param, dbname)
+            if from_logs:
+                sets = tuple(from_logs) + tuple(p for p in sets if p.values not in
+                                               {x.values for x in from_logs})
+                reason, problems = None, []
             calls = sum(e.calls for e in group)
             total = sum(e.total_ms for e in group)
             statements.append(Statement(
@@ -556,6 +570,33 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
         notes.append("captured with --redact: parameter values are sampled again by compare")
     return Workload(source=source, statements=tuple(statements), tables=tuple(tables),
                     indexes=tuple(indexes), notes=tuple(notes), redacted=redact)
+
+
+def _log_index(entries: list[LogEntry]) -> dict[str, list[LogEntry]]:
+    out: dict[str, list[LogEntry]] = {}
+    for e in entries:
+        out.setdefault(e.fingerprint, []).append(e)
+    return out
+
+
+def log_sets(entries: list[LogEntry], nparams: int, database: str | None) -> list[ParamSet]:
+    """Parameter sets from logged executions: the slowest one and the most frequent values."""
+    usable = [e for e in entries if len(e.values) == nparams and nparams > 0
+              and (e.database is None or database is None or e.database == database)]
+    if not usable:
+        return []
+    sets: list[ParamSet] = []
+    timed = [e for e in usable if e.duration_ms is not None]
+    if timed:
+        slow = max(timed, key=lambda e: e.duration_ms or 0.0)
+        sets.append(ParamSet(f"log: slowest ({slow.duration_ms:.1f} ms)", slow.values))
+    counts: dict[tuple[str | None, ...], int] = {}
+    for e in usable:
+        counts[e.values] = counts.get(e.values, 0) + 1
+    frequent, n = max(counts.items(), key=lambda kv: kv[1])
+    if all(frequent != s.values for s in sets):
+        sets.append(ParamSet(f"log: most frequent ({n}x)", frequent))
+    return sets
 
 
 def needs_values(workload: Workload) -> bool:

@@ -93,6 +93,9 @@ def main() -> None:
               help="Workload file to write, e.g. workloads/prod.json.")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Seed for sampling parameter values (same seed, same values).")
+@click.option("--from-log", "from_log", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Server log (stderr, csvlog or jsonlog) with log_min_duration_statement or "
+                   "auto_explain entries: their parameter values are used first.")
 @click.option("--redact", is_flag=True,
               help="Reports never show parameter values; the workload file holds none either "
                    "(compare samples them from OLD again) unless --keep-values.")
@@ -102,7 +105,7 @@ def main() -> None:
 @_safety_options
 @handle_errors
 def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_databases: bool,
-            output: Path, seed: int,
+            output: Path, seed: int, from_log: Path | None,
             redact: bool, keep_values: bool, quiet: bool, statement_timeout: int,
             lock_timeout: int) -> None:
     """Capture the top statements of the OLD cluster into a workload file.
@@ -119,7 +122,7 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
     workload = do_capture(dsn, top=top, order_by=order_by, seed=seed,
                           databases=["*"] if all_databases else (list(databases) or None),
                           limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
-                          redact=redact, keep_values=keep_values)
+                          redact=redact, keep_values=keep_values, from_log=from_log)
     workload.save(output)
     runnable = sum(1 for s in workload.statements if not s.skip_reason)
     click.echo(f"captured {len(workload.statements)} statements ({runnable} executable) from "
