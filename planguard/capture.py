@@ -172,6 +172,8 @@ class Sampler:
         self.rng = random.Random(seed)
         self._rows: dict[str, list[dict[str, str | None]]] = {}
         self._mcv: dict[tuple[str, str], str | None] = {}
+        self._common: dict[tuple[str, str], list[str]] = {}
+        self._complete_rows: dict[tuple[str, tuple[str, ...]], list[dict[str, str | None]]] = {}
 
     def _pct(self, rel: _Rel) -> float:
         if rel.relpages < 64 or rel.reltuples <= 0:
@@ -225,7 +227,12 @@ class Sampler:
         return self.rng.choice(candidates) if candidates else None
 
     def _complete(self, qualified: str, columns: list[str]) -> list[dict[str, str | None]]:
-        return [r for r in self.rows(qualified) if all(r.get(c) is not None for c in columns)]
+        """Sampled rows with a value in every one of ``columns`` (cached: statements share them)."""
+        key = (qualified, tuple(sorted(set(columns))))
+        if key not in self._complete_rows:
+            self._complete_rows[key] = [r for r in self.rows(qualified)
+                                        if all(r.get(c) is not None for c in key[1])]
+        return self._complete_rows[key]
 
     def heavy_row(self, qualified: str, lead: str, columns: list[str]) -> dict[str, str | None] | None:
         """A real row holding ``lead``'s most common value (the tenant that owns most rows)."""
@@ -260,12 +267,16 @@ class Sampler:
         return self.rng.choice([r for r in candidates if counts[r.get(lead)] == fewest])
 
     def common_values(self, qualified: str, column: str) -> list[str]:
-        rel = self.rels[qualified]
-        row = self.conn.execute(db.MARK + """
-            SELECT most_common_vals::text::text[] FROM pg_stats
-            WHERE schemaname = %s AND tablename = %s AND attname = %s AND NOT inherited""",
-            (rel.schema, rel.name, column)).fetchone()
-        return list(row[0]) if row and row[0] else []
+        """The column's most common values per pg_stats, most frequent first (cached)."""
+        key = (qualified, column)
+        if key not in self._common:
+            rel = self.rels[qualified]
+            row = self.conn.execute(db.MARK + """
+                SELECT most_common_vals::text::text[] FROM pg_stats
+                WHERE schemaname = %s AND tablename = %s AND attname = %s AND NOT inherited""",
+                (rel.schema, rel.name, column)).fetchone()
+            self._common[key] = list(row[0]) if row and row[0] else []
+        return self._common[key]
 
     def recent_window(self, qualified: str, column: str, typ: str) -> tuple[str, str] | None:
         """(start, end) of the last 24 hours before the column's upper histogram bound."""

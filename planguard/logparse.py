@@ -29,6 +29,7 @@ from pglast import ast
 from pglast.parser import scan
 
 from planguard.errors import WorkloadError
+from planguard.params import ParseFailure, statement_fingerprint
 
 CSV_SEVERITY, CSV_MESSAGE, CSV_DETAIL, CSV_USER, CSV_DATABASE = 11, 13, 14, 1, 2
 _DURATION = re.compile(r"^duration: (?P<ms>[\d.]+) ms\s+(?P<rest>.*)$", re.S)
@@ -86,9 +87,9 @@ def _constants(query: str) -> tuple[str, tuple[str | None, ...]] | None:
     number belongs to it, as the parser folds it into the constant.
     """
     try:
-        fp = pglast.fingerprint(query)
+        fp = statement_fingerprint(query)
         tokens = list(scan(query))
-    except pglast.parser.ParseError:
+    except (pglast.parser.ParseError, ParseFailure):
         return None
     values: list[str | None] = []
     for i, tok in enumerate(tokens):

@@ -132,6 +132,18 @@ def test_fingerprint_ignores_literals_and_whitespace() -> None:
     assert a != analyze("SELECT email FROM users WHERE id = $1").fingerprint
 
 
+def test_fingerprint_keeps_shards_and_tenant_schemas_apart() -> None:
+    """libpg_query folds trailing digits of relation names; planguard must not merge them."""
+    import pglast
+
+    a, b = "SELECT x FROM events_202401 WHERE a = $1", "SELECT x FROM events_202402 WHERE a = $1"
+    assert pglast.fingerprint(a) == pglast.fingerprint(b)  # the library's choice...
+    assert analyze(a).fingerprint != analyze(b).fingerprint  # ...not ours
+    s1, s2 = "SELECT x FROM tenant_0001.orders WHERE a = $1", "SELECT x FROM tenant_0002.orders WHERE a = $1"
+    assert analyze(s1).fingerprint != analyze(s2).fingerprint
+    assert analyze("select x from events_202401 where a = 5").fingerprint == analyze(a).fingerprint
+
+
 def test_positional_insert_uses_catalog_column_order() -> None:
     bindings, _ = resolve(analyze("INSERT INTO orgs VALUES ($1, $2)"), CATALOG)
     assert [_describe(b) for b in bindings] == ["insert public.orgs.id bigint", "insert public.orgs.slug text"]
