@@ -47,7 +47,8 @@ def main() -> None:
     with Cluster(newest, name="bench", settings={"pg_stat_statements.max": "10000"}) as cluster:
         t = time.perf_counter()
         n = build(cluster.dsn())
-        print(f"PostgreSQL {cluster.major}: {n} distinct statements executed in {time.perf_counter() - t:.1f} s")
+        took = time.perf_counter() - t
+        print(f"PostgreSQL {cluster.major}: {n} distinct statements executed in {took:.1f} s")
         prof = cProfile.Profile()
         t = time.perf_counter()
         prof.enable()
@@ -55,11 +56,12 @@ def main() -> None:
         prof.disable()
         wall = time.perf_counter() - t
         runnable = sum(1 for s in wl.statements if not s.skip_reason)
-        print(f"capture(top=5000): {len(wl.statements)} statements ({runnable} executable) in {wall:.1f} s "
-              f"({wall / max(len(wl.statements), 1) * 1000:.2f} ms per statement)")
+        print(f"capture(top=5000): {len(wl.statements)} statements ({runnable} executable) "
+              f"in {wall:.1f} s ({wall / max(len(wl.statements), 1) * 1000:.2f} ms per statement)")
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(12)
-        print("\n".join(line for line in out.getvalue().splitlines() if "planguard" in line or "{" in line)[:3000])
+        lines = [line for line in out.getvalue().splitlines() if "planguard" in line or "{" in line]
+        print("\n".join(lines)[:3000])
 
 
 if __name__ == "__main__":

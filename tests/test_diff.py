@@ -113,7 +113,8 @@ def _side_with(runs: dict, auto: dict, version: int = 180000):  # type: ignore[n
 
 
 def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
-    """Pure: a generic plan that regressed against OLD's; blocker only if NEW would use it."""
+    """Pure: a generic plan that flipped to a worse one; blocker only if NEW would use it,
+    and a same-plan slowdown is a warning."""
     from planguard.compare import judge
     from planguard.explain import Run
     from planguard.workload import ParamSet, Source, Statement, Workload
@@ -136,3 +137,7 @@ def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
         assert results[0].status == "unchanged" and results[0].generic_status == "regressed"
         kinds = {f.kind: f.severity for f in findings}
         assert kinds["generic_plan_regression"] == severity
+    same_plan_slower = _side_with({("fp", "typical", "custom"): runs(good, 0.05, 5),
+                                   ("fp", "typical", "generic"): runs(good, 5.0, 5)}, {"fp": True})
+    _, findings = judge(wl, old, same_plan_slower, T)
+    assert {f.kind: f.severity for f in findings}["generic_plan_regression"] == "warning"
