@@ -184,7 +184,7 @@ def test_capture_and_compare_across_databases(clusters: Pair, olddb: str, dbname
         for dsn, owners in ((olddb, 10), (other, 3)):
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("CREATE TABLE items (id int PRIMARY KEY, owner int NOT NULL)")
-                conn.execute("INSERT INTO items SELECT g, g % %s FROM generate_series(1, 2000) g", (owners,))
+                conn.execute("INSERT INTO items SELECT g, g %% %s FROM generate_series(1, 2000) g", (owners,))
                 conn.execute("CREATE INDEX ON items (owner)")
                 conn.execute("ANALYZE items")
             with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
