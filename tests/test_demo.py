@@ -130,9 +130,11 @@ def test_report_in_a_real_browser(scenario: dict) -> None:
             assert banner.is_visible()
             page.screenshot(path=str(ARTIFACTS / f"report-{name}.png"), full_page=False)
         page.goto((scenario["tmp"] / "before.html").as_uri())
-        regressed = page.locator("tr.statement[data-status=regressed]").first
+        regressed = page.locator("tr.detail[data-status=regressed]").first
         regressed.locator("details > summary").first.click()
         assert regressed.locator("pre").nth(1).is_visible()  # the OLD plan opens
+        regressed.locator("details.generic > summary").first.click()
+        assert regressed.locator("details.generic pre").first.is_visible()  # and the generic plans
         page.screenshot(path=str(ARTIFACTS / "report-before-details.png"), full_page=True)
         browser.close()
     assert all(u.startswith("file://") for u in requests), requests
