@@ -26,7 +26,11 @@ CATALOG = {
                                                "l_returnflag": "char(1)"}),
     "orders": TableColumns("tpch.orders", {"o_orderkey": "bigint", "o_orderdate": "date",
                                            "o_custkey": "bigint", "o_orderpriority": "text"}),
-    "customer": TableColumns("tpch.customer", {"c_custkey": "bigint", "c_mktsegment": "text"}),
+    "customer": TableColumns("tpch.customer", {"c_custkey": "bigint", "c_mktsegment": "text",
+                                               "c_nationkey": "int"}),
+    "nation": TableColumns("tpch.nation", {"n_nationkey": "int", "n_name": "text", "n_regionkey": "int"}),
+    "region": TableColumns("tpch.region", {"r_regionkey": "int", "r_name": "text"}),
+    "supplier": TableColumns("tpch.supplier", {"s_suppkey": "bigint", "s_nationkey": "int"}),
     "users": TableColumns("public.users", {"id": "bigint", "email": "text", "org_id": "bigint",
                                            "created_at": "timestamp with time zone", "deleted_at":
                                            "timestamp with time zone"}),
@@ -60,6 +64,16 @@ CASES = [
     ("SELECT o_orderkey FROM customer, orders WHERE c_mktsegment = $1 AND c_custkey = o_custkey "
      "AND o_orderdate < $2 LIMIT $3",
      ["compare tpch.customer.c_mktsegment text", "compare tpch.orders.o_orderdate date", "limit bigint"]),
+    # TPC-H Q5: six tables, every column unqualified: only the catalog can place them
+    ("SELECT n_name, sum(l_discount) FROM customer, orders, lineitem, supplier, nation, region "
+     "WHERE c_custkey = o_custkey AND l_orderkey = o_orderkey AND c_nationkey = s_nationkey "
+     "AND s_nationkey = n_nationkey AND n_regionkey = r_regionkey AND r_name = $1 "
+     "AND o_orderdate >= $2 AND o_orderdate < $3::date + interval '1 year' GROUP BY n_name",
+     ["compare tpch.region.r_name text", "compare tpch.orders.o_orderdate date", "cast date"]),
+    # TPC-H Q4 / Q21 style: correlated EXISTS and NOT EXISTS
+    ("SELECT o_orderpriority FROM orders WHERE o_orderdate >= $1 AND NOT EXISTS "
+     "(SELECT * FROM lineitem WHERE l_orderkey = o_orderkey AND l_returnflag = $2)",
+     ["compare tpch.orders.o_orderdate date", "compare tpch.lineitem.l_returnflag char(1)"]),
     # ORM style
     ("SELECT users.id, users.email FROM users WHERE users.org_id IN ($1, $2, $3) "
      "AND users.deleted_at IS NULL ORDER BY users.id LIMIT $4 OFFSET $5",
