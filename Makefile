@@ -30,11 +30,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.check_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports/*.html reports/*.json
 
-# Golden EXPLAIN JSON for the unit tests, recorded from real clusters (never edit by hand).
+# Golden EXPLAIN JSON and catalog snapshots for the unit tests, recorded from real clusters
+# (never edit by hand).
 fixtures: $(STAMP)
-	rm -f tests/fixtures/plans/*.json
+	rm -f tests/fixtures/plans/*.json tests/fixtures/snapshots/*.json
 	$(PY) tests/fixtures/record_plans.py
+	$(PY) -m tests.fixtures.record_snapshots

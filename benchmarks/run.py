@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import json
 import tempfile
 import time
@@ -35,7 +36,7 @@ def pure_throughput(seconds: float = 2.0) -> tuple[float, int]:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         plans = [parse_plan(r) for r in raws]
-        for a, b in zip(plans, plans[1:]):
+        for a, b in itertools.pairwise(plans):
             shape_fingerprint(a)
             diff_plans(a, b)
         n += len(raws)

@@ -27,6 +27,9 @@ class Thresholds:
     its median shared buffers (hit + read, plus temp) are at least ``buffers_ratio``
     times OLD's **and** at least ``min_buffers_delta`` more.  The floors keep
     sub-millisecond noise from ever blocking a cutover.
+
+    The readiness checks' thresholds (``planguard.checks.readiness``) follow; each
+    says which finding kind it tunes.
     """
 
     time_ratio: float = 2.0
@@ -35,6 +38,16 @@ class Thresholds:
     min_buffers_delta: int = 1000
     # stale_stats: rows modified since the last ANALYZE, relative to the table's rows.
     stale_mod_fraction: float = 0.2
+    # stale_stats: NEW's row estimate (reltuples) is this many times OLD's, or OLD's is
+    # this many times NEW's (and they differ by at least 1,000 rows).
+    row_estimate_ratio: float = 2.0
+    # stats_coverage: a column's number of distinct values differs by this factor between
+    # OLD and NEW (and by at least 100 values).
+    ndistinct_ratio: float = 10.0
+    # stats_coverage: a column's fraction of NULLs differs by more than this (0 to 1).
+    null_frac_delta: float = 0.3
+    # sequence_capacity: share of a sequence's range (or of its column type's) already used.
+    sequence_capacity_fraction: float = 0.75
 
 
 def _file_settings(cwd: Path) -> dict[str, Any]:
@@ -80,4 +93,8 @@ def load_thresholds(
             result = replace(result, **{name: value})  # type: ignore[arg-type]
     if result.time_ratio < 1 or result.buffers_ratio < 1:
         raise ConfigError("time_ratio and buffers_ratio must be at least 1.0")
+    if result.row_estimate_ratio < 1 or result.ndistinct_ratio < 1:
+        raise ConfigError("row_estimate_ratio and ndistinct_ratio must be at least 1.0")
+    if result.null_frac_delta > 1 or result.sequence_capacity_fraction > 1:
+        raise ConfigError("null_frac_delta and sequence_capacity_fraction must be at most 1.0")
     return result

@@ -33,3 +33,7 @@ class ClusterError(PlanguardError):
 
 class ConfigError(PlanguardError):
     """A threshold or option has an invalid value."""
+
+
+class SnapshotError(PlanguardError):
+    """A recorded catalog snapshot is unreadable or of an unknown format."""

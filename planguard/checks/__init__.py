@@ -2,7 +2,9 @@
 
 Kinds are stable snake_case names that reports, the JSON contract and CI gates
 rely on.  Each check module has ``gather`` (I/O, returns a snapshot) and
-``evaluate`` (pure, returns findings).
+``evaluate`` (pure, returns findings).  The helpers below build the SQL text of
+remediations without a server (names in snapshots are already quoted by the
+server's ``format('%I.%I')``; values are quoted here).
 """
 
 from __future__ import annotations
@@ -23,3 +25,28 @@ class Finding:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+
+def sql_literal(value: str) -> str:
+    """``value`` as a standard SQL string literal (``standard_conforming_strings = on``)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quoted_ident(name: str) -> str:
+    """``name`` as an always-quoted identifier (safe for any name, keyword or not)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def human_size(n: float) -> str:
+    """1536 -> '1.5 kB'; bytes below 1 kB stay exact."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def listing(items: list[str] | tuple[str, ...], limit: int = 8) -> str:
+    """'a, b, c' or 'a, b, ... and 12 more' for messages."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"

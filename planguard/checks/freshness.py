@@ -1,4 +1,5 @@
-"""Statistics freshness on NEW for the tables a workload touches.
+"""Statistics freshness on NEW for the tables a workload touches (``gather``) or for
+every user table (``gather_all``, used by the ``statistics`` check family).
 
 ``never_analyzed`` (blocker): the table holds data but the planner has no
 statistics for it (no ``pg_stats`` row for any column, or ``reltuples < 0`` on
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from planguard.checks import Finding
+from planguard.checks import Finding, human_size
 from planguard.config import Thresholds
 from planguard.db import MARK
 
@@ -41,23 +42,43 @@ class TableStats:
     n_mod_since_analyze: int | None = None
 
 
-_SQL = MARK + """
-WITH wanted AS (SELECT DISTINCT to_regclass(n) AS oid FROM unnest(%s::text[]) AS n)
+_COLUMNS = """
 SELECT format('%%I.%%I', ns.nspname, c.relname), c.relkind, c.reltuples, c.relpages,
        CASE WHEN c.relkind = 'p'
-            THEN (SELECT coalesce(sum(pg_relation_size(p.relid)), 0) FROM pg_partition_tree(c.oid) p)
+            THEN (SELECT coalesce(sum(pg_relation_size(p.relid)), 0)::bigint FROM pg_partition_tree(c.oid) p)
             ELSE pg_relation_size(c.oid) END,
        (SELECT count(*) FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
        (SELECT count(DISTINCT ps.attname) FROM pg_stats ps
          WHERE ps.schemaname = ns.nspname AND ps.tablename = c.relname),
-       has_table_privilege(c.oid, 'SELECT'),
+       has_table_privilege(c.oid, 'SELECT') AND (NOT c.relrowsecurity OR NOT row_security_active(c.oid)),
        s.last_analyze::text, s.last_autoanalyze::text, s.n_live_tup, s.n_mod_since_analyze
+"""
+
+_SQL = MARK + """
+WITH wanted AS (SELECT DISTINCT to_regclass(n) AS oid FROM unnest(%s::text[]) AS n)""" + _COLUMNS + """
 FROM wanted w
 JOIN pg_class c ON c.oid = w.oid
 JOIN pg_namespace ns ON ns.oid = c.relnamespace
 LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 WHERE c.relkind IN ('r', 'p', 'm')
+ORDER BY 1
+"""
+
+# SQL condition on ``pg_class c`` / ``pg_namespace ns``: a relation of the application,
+# not of the system, not temporary, not created by an extension.  Shared by the checks.
+USER_RELATION = """c.relpersistence <> 't'
+  AND ns.nspname NOT IN ('pg_catalog', 'information_schema') AND ns.nspname !~ '^pg_(toast|temp_)'
+  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')"""
+
+# Every user table, partition, partitioned parent and materialized view of the
+# database; temporary tables and extension members are left out.
+_ALL_SQL = MARK + _COLUMNS + """
+FROM pg_class c
+JOIN pg_namespace ns ON ns.oid = c.relnamespace
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+WHERE c.relkind IN ('r', 'p', 'm') AND """ + USER_RELATION + """
 ORDER BY 1
 """
 
@@ -71,15 +92,15 @@ def gather(conn: psycopg.Connection, tables: Iterable[str]) -> tuple[TableStats,
     return tuple(TableStats(*row) for row in rows)
 
 
-def _size(n: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+def gather_all(conn: psycopg.Connection) -> tuple[TableStats, ...]:
+    """Catalog statistics for every user table of the connected database."""
+    rows = conn.execute(_ALL_SQL, ()).fetchall()
+    return tuple(TableStats(*row) for row in rows)
+
 
 
 def is_never_analyzed(t: TableStats, server_version_num: int) -> bool:
+    """The table holds data and the planner has no statistics for it at all."""
     if t.size_bytes <= 0:
         return False  # empty: nothing for the planner to misjudge
     if t.can_read_stats:
@@ -98,9 +119,11 @@ def evaluate(stats: Iterable[TableStats], thresholds: Thresholds, server_version
         if is_never_analyzed(t, server_version_num):
             how = ("no column has a pg_stats row" if t.can_read_stats
                    else "reltuples = -1 (pg_stats not readable by this role: grant SELECT to check columns)")
+            if t.relkind == "p":
+                how += "; autovacuum never analyzes partitioned tables, only their partitions"
             findings.append(Finding(
                 "never_analyzed", "blocker", t.name,
-                f"{t.name} ({rows_text}{_size(t.size_bytes)}) has never been analyzed on NEW: {how}. "
+                f"{t.name} ({rows_text}{human_size(t.size_bytes)}) has never been analyzed on NEW: {how}. "
                 "Without statistics the planner guesses selectivities and can choose plans and "
                 "indexes production never used.",
                 f"ANALYZE {t.name};",

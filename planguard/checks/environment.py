@@ -1,0 +1,238 @@
+"""Extensions and collation versions: what the database runs on.
+
+Why it matters: an extension missing on NEW breaks every statement, index and
+default that uses its functions, types or operators; an older version lacks what
+OLD's application calls.  A collation whose recorded version differs from the
+library's actual one (a data directory moved to another glibc or ICU) means text
+indexes may be sorted by other rules than the ones lookups use now: wrong results
+and unique violations that go unnoticed.
+
+Kinds:
+
+``extension_diff``
+    *blocker*: installed on OLD, not on NEW.  *warning*: NEW's version is older than
+    OLD's.  *info*: any other version difference, unless both sides are at their own
+    server's default version (the expected result of a major upgrade), or an
+    extension only NEW has.
+    Fix: ``CREATE EXTENSION name;`` / ``ALTER EXTENSION name UPDATE;``.
+``collation_version``
+    on NEW, the database's ``datcollversion`` (PostgreSQL 15+) or a collation's
+    ``collversion`` differs from ``pg_database_collation_actual_version()`` /
+    ``pg_collation_actual_version()``: *blocker* when indexes depend on it, else
+    *warning*.  *info*: the actual version differs between OLD and NEW (ORDER BY on
+    text may sort differently).  Fix: check the indexes with amcheck
+    (``bt_index_check``), ``REINDEX`` those that depend on it, then ``ALTER DATABASE
+    ... REFRESH COLLATION VERSION`` / ``ALTER COLLATION ... REFRESH VERSION``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from planguard.checks import Finding, listing, quoted_ident, sql_literal
+from planguard.checks.freshness import USER_RELATION
+from planguard.config import Thresholds
+from planguard.db import MARK
+
+_MAX_INDEXES = 100  # indexes listed per collation
+
+
+@dataclass(frozen=True)
+class Extension:
+    name: str
+    version: str
+    default_version: str | None  # this server's default for it (None: no control file)
+
+
+@dataclass(frozen=True)
+class Collation:
+    name: str  # quoted, schema-qualified unless in pg_catalog; "default" for the database's
+    provider: str  # c (libc), i (icu), b (builtin), d (database default)
+    recorded: str | None  # collversion / datcollversion
+    actual: str | None  # what the library reports now
+    indexes: tuple[str, ...] = ()  # btree indexes that sort by it (first _MAX_INDEXES)
+    index_count: int = 0
+
+
+@dataclass(frozen=True)
+class EnvironmentSnapshot:
+    server_version_num: int
+    database: str  # quoted
+    extensions: tuple[Extension, ...]
+    available: tuple[str, ...]  # extensions this server could CREATE
+    database_collation: Collation
+    collations: tuple[Collation, ...]  # non-default collations used by columns or indexes
+
+
+_EXT_SQL = MARK + """
+SELECT e.extname, e.extversion, a.default_version
+FROM pg_extension e LEFT JOIN pg_available_extensions a ON a.name = e.extname
+ORDER BY 1
+"""
+
+# Index columns using each collation (100 = the database default), btree only since
+# that is what amcheck verifies and what collation changes corrupt.
+_INDEXES_BY_COLLATION = """
+SELECT x.coll, array_agg(DISTINCT format('%%I.%%I', ins.nspname, ic.relname)) AS names
+  FROM pg_index i
+  JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace ins ON ins.oid = ic.relnamespace
+  JOIN pg_am am ON am.oid = ic.relam AND am.amname = 'btree'
+  JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace ns ON ns.oid = c.relnamespace
+  CROSS JOIN LATERAL unnest(i.indcollation::oid[]) AS x(coll)
+ WHERE x.coll <> 0 AND ic.relkind = 'i' AND """ + USER_RELATION + """
+ GROUP BY x.coll
+"""
+
+_COLL_SQL = MARK + """
+WITH idx AS (""" + _INDEXES_BY_COLLATION + """),
+used AS (
+    SELECT a.attcollation AS coll FROM pg_attribute a
+      JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace ns ON ns.oid = c.relnamespace
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attcollation <> 0
+       AND c.relkind IN ('r', 'p', 'm') AND """ + USER_RELATION + """
+    UNION SELECT coll FROM idx
+)
+SELECT CASE WHEN cn.nspname = 'pg_catalog' THEN quote_ident(co.collname)
+            ELSE format('%%I.%%I', cn.nspname, co.collname) END,
+       co.collprovider::text, co.collversion, pg_collation_actual_version(co.oid),
+       coalesce(idx.names[1:%s], ARRAY[]::text[]), coalesce(cardinality(idx.names), 0)
+FROM used JOIN pg_collation co ON co.oid = used.coll
+JOIN pg_namespace cn ON cn.oid = co.collnamespace
+LEFT JOIN idx ON idx.coll = co.oid
+WHERE co.oid NOT IN (100, 950, 951)
+ORDER BY 1
+"""
+
+_DB_SQL = MARK + """
+WITH idx AS (""" + _INDEXES_BY_COLLATION + """)
+SELECT quote_ident(d.datname), {provider}, {recorded}, {actual},
+       coalesce((SELECT names[1:%s] FROM idx WHERE coll = 100), ARRAY[]::text[]),
+       coalesce((SELECT cardinality(names) FROM idx WHERE coll = 100), 0)
+FROM pg_database d WHERE d.datname = current_database()
+"""
+
+
+def gather(conn: psycopg.Connection) -> EnvironmentSnapshot:
+    """Installed and available extensions, and the collations the database depends on."""
+    version = int(conn.info.server_version)
+    extensions = tuple(Extension(*r) for r in conn.execute(_EXT_SQL).fetchall())
+    available = tuple(r[0] for r in conn.execute(
+        MARK + "SELECT name FROM pg_available_extensions ORDER BY 1").fetchall())
+    modern = version >= 150000
+    db_query = sql.SQL(_DB_SQL).format(
+        provider=sql.SQL("d.datlocprovider::text" if modern else "'c'"),
+        recorded=sql.SQL("d.datcollversion" if modern else "NULL::text"),
+        actual=sql.SQL("pg_database_collation_actual_version(d.oid)" if modern else "NULL::text"),
+    )
+    row = conn.execute(db_query, (_MAX_INDEXES,)).fetchone()
+    assert row is not None
+    db = row[0]
+    database_collation = Collation("default", row[1], row[2], row[3], tuple(row[4]), row[5])
+    collations = tuple(Collation(r[0], r[1], r[2], r[3], tuple(r[4]), r[5])
+                       for r in conn.execute(_COLL_SQL, (_MAX_INDEXES,)).fetchall())
+    return EnvironmentSnapshot(version, db, extensions, available, database_collation, collations)
+
+
+# -- evaluate (pure) -----------------------------------------------------------
+def version_key(v: str) -> tuple[int, ...]:
+    """'1.10' > '1.9': extension versions compared by their numbers."""
+    return tuple(int(p) for p in re.findall(r"\d+", v))
+
+
+def _extensions(old: EnvironmentSnapshot, new: EnvironmentSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    n_map = {e.name: e for e in new.extensions}
+    o_map = {e.name: e for e in old.extensions}
+    available = set(new.available)
+    for name in sorted(o_map):
+        o, n = o_map[name], n_map.get(name)
+        quoted = quoted_ident(name)
+        if n is None:
+            fix = (f"CREATE EXTENSION {quoted};" if name in available else
+                   f"-- {name} is not available on NEW's server: install its package there, then\n"
+                   f"CREATE EXTENSION {quoted};")
+            out.append(Finding(
+                "extension_diff", "blocker", name,
+                f"extension {name} {o.version} is installed on OLD but not on NEW: every function, type, "
+                "operator and index that comes from it is missing there.",
+                fix,
+            ))
+            continue
+        if n.version == o.version:
+            continue
+        if version_key(n.version) < version_key(o.version):
+            out.append(Finding(
+                "extension_diff", "warning", name,
+                f"extension {name} is {o.version} on OLD but older, {n.version}, on NEW: functions or "
+                "behaviour the application relies on may be missing.",
+                f"ALTER EXTENSION {quoted} UPDATE TO {sql_literal(o.version)};",
+            ))
+        elif not (o.version == o.default_version and n.version == n.default_version):
+            out.append(Finding(
+                "extension_diff", "info", name,
+                f"extension {name} is {o.version} on OLD and {n.version} on NEW: check its release notes "
+                "for changed behaviour.",
+                "-- no action needed if the application works with the newer version",
+            ))
+    for name in sorted(set(n_map) - set(o_map)):
+        out.append(Finding(
+            "extension_diff", "info", name,
+            f"extension {name} {n_map[name].version} is installed on NEW only.",
+            "-- no action needed if it was added on purpose",
+        ))
+    return out
+
+
+def _collation_fix(label: str, c: Collation, refresh: str) -> str:
+    lines = []
+    if c.indexes:
+        lines.append("-- check the indexes that sort by it (amcheck), and rebuild those that fail or all:")
+        lines.append("CREATE EXTENSION IF NOT EXISTS amcheck;")
+        for ix in c.indexes:
+            lines.append(f"SELECT bt_index_check({sql_literal(ix)}::regclass, true);")
+        if c.index_count > len(c.indexes):
+            lines.append(f"-- ... and {c.index_count - len(c.indexes)} more btree indexes using {label}")
+        lines += [f"REINDEX INDEX CONCURRENTLY {ix};" for ix in c.indexes]
+    lines.append(refresh)
+    return "\n".join(lines)
+
+
+def _collations(old: EnvironmentSnapshot, new: EnvironmentSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    checks: list[tuple[str, Collation, Collation | None, str]] = [
+        (f"database {new.database}", new.database_collation, old.database_collation,
+               f"ALTER DATABASE {new.database} REFRESH COLLATION VERSION;")]
+    o_map = {c.name: c for c in old.collations}
+    checks += [(c.name, c, o_map.get(c.name), f"ALTER COLLATION {c.name} REFRESH VERSION;")
+               for c in new.collations]
+    for obj, c, o, refresh in checks:
+        label = "the database's default collation" if c.name == "default" else f"collation {c.name}"
+        if c.recorded is not None and c.recorded != c.actual:
+            actual = c.actual if c.actual is not None else "none"
+            used = (f"{c.index_count} btree index(es) sort by it ({listing(list(c.indexes), 5)})"
+                    if c.index_count else "no index sorts by it")
+            out.append(Finding(
+                "collation_version", "blocker" if c.index_count else "warning", obj,
+                f"{label} on NEW was recorded at version {c.recorded} but the library now reports "
+                f"{actual}: {used}, and an index built under other sort rules returns wrong results "
+                "and misses unique violations (typical after copying a data directory to another OS).",
+                _collation_fix(label, c, refresh),
+            ))
+        elif o is not None and o.actual and c.actual and o.actual != c.actual and o.provider == c.provider:
+            out.append(Finding(
+                "collation_version", "info", obj,
+                f"{label} is version {o.actual} on OLD and {c.actual} on NEW: ORDER BY and comparisons "
+                "on text may give different results (NEW's indexes were built with NEW's version).",
+                "-- no action needed if NEW was loaded logically (dump/restore or replication)",
+            ))
+    return out
+
+
+def evaluate(old: EnvironmentSnapshot, new: EnvironmentSnapshot, thresholds: Thresholds) -> list[Finding]:
+    """extension_diff and collation_version findings."""
+    del thresholds
+    return _extensions(old, new) + _collations(old, new)

@@ -1,0 +1,398 @@
+"""Indexes: OLD against NEW, compared by definition, not by name.
+
+Why it matters: an index missing on NEW turns index scans into sequential scans (or
+stops enforcing uniqueness); an index only NEW has, or one OLD never used, gives
+NEW's planner a choice production never made (the postmortem's outage); an invalid
+index (a failed ``CREATE INDEX CONCURRENTLY``, a ``_ccnew`` left by ``REINDEX
+CONCURRENTLY``, a partitioned index with partitions not attached) is maintained on
+every write but never used; duplicates cost writes and space for nothing.
+
+Kinds:
+
+``missing_index``
+    an index of OLD has no index of the same definition on NEW (``pg_get_indexdef``
+    with the name removed).  *blocker* when it is unique, a primary key, an
+    exclusion constraint or used on OLD (``idx_scan > 0``), else *warning*.
+    Fix: OLD's definition, ``CREATE INDEX CONCURRENTLY ...;``.
+``extra_index`` (warning)
+    a valid index on NEW with no index of the same definition on OLD.
+    Fix: review, then ``DROP INDEX CONCURRENTLY schema.index;``.
+``invalid_index``
+    ``indisvalid`` or ``indisready`` is false on NEW.  *warning* when a valid index of
+    the same definition exists next to it (a leftover), else *blocker*.
+    Fix: ``DROP INDEX CONCURRENTLY`` the leftover, ``REINDEX INDEX CONCURRENTLY``, or
+    for a partitioned index create and ``ATTACH`` the partitions' indexes.
+``unused_index`` (info)
+    ``idx_scan = 0`` on OLD since its statistics were reset; primary key, unique,
+    exclusion and replica-identity indexes are left out.  Fix: review, then
+    ``DROP INDEX CONCURRENTLY``.
+``duplicate_index`` (warning)
+    on NEW, an index with the same table, method, key columns, operator classes,
+    collations, ordering, predicate and INCLUDE columns as another, or a btree
+    index whose keys are a leading prefix of another's (read from ``pg_index``:
+    ``indkey``, ``indclass``, ``indcollation``, ``indoption``, ``indexprs``,
+    ``indpred``, ``indnkeyatts``).  Fix: ``DROP INDEX CONCURRENTLY`` the redundant one.
+``harmful_index`` (warning)
+    NEW's plans for the workload use an index that OLD never used (``idx_scan =
+    0``) or does not have: :func:`harmful_indexes`.  Fix: ``ANALYZE`` the table; if
+    NEW still prefers it, drop it (``DROP INDEX CONCURRENTLY``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from planguard.checks import Finding, human_size, quoted_ident
+from planguard.checks.freshness import USER_RELATION
+from planguard.config import Thresholds
+from planguard.db import MARK
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A partition, by its qualified name, its quoted schema and its bare name."""
+
+    name: str
+    schema: str
+    relname: str
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """One index as the catalog describes it."""
+
+    name: str  # schema-qualified, quoted
+    relname: str  # unquoted, as EXPLAIN prints it ("Index Name")
+    bare: str  # quoted, unqualified (CREATE INDEX takes no schema)
+    table: str  # schema-qualified, quoted
+    relkind: str  # 'i', or 'I' for an index on a partitioned table
+    method: str  # btree, hash, gin, ...
+    definition: str  # pg_get_indexdef without the index name
+    columns: tuple[str, ...]  # each column or expression: keys, then INCLUDE columns
+    key_count: int  # indnkeyatts
+    opclasses: tuple[str, ...]  # per key column
+    collations: tuple[str, ...]  # per key column; "" when not collatable
+    options: tuple[int, ...]  # indoption per key column (DESC, NULLS FIRST)
+    predicate: str | None  # partial index condition
+    unique: bool
+    primary: bool
+    exclusion: bool
+    replica_identity: bool
+    nulls_not_distinct: bool
+    valid: bool
+    ready: bool
+    is_partition: bool  # attached to an index on the partitioned parent
+    constraint: str | None  # quoted name of the constraint it backs
+    constraint_def: str | None
+    idx_scan: int | None  # summed over the partitions for a partitioned index
+    last_idx_scan: str | None  # PostgreSQL 16+
+    size_bytes: int
+    unattached: tuple[Partition, ...] = ()  # partitioned index: partitions without an attached index
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    server_version_num: int
+    stats_reset: str | None  # pg_stat_database.stats_reset of this database
+    indexes: tuple[IndexInfo, ...]
+
+
+_SQL = MARK + """
+SELECT format('%I.%I', ins.nspname, ic.relname), ic.relname, quote_ident(ic.relname),
+       format('%I.%I', ns.nspname, c.relname), ic.relkind, am.amname,
+       replace(pg_get_indexdef(i.indexrelid), ' INDEX ' || quote_ident(ic.relname) || ' ON ', ' INDEX ON '),
+       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, false) FROM generate_series(1, i.indnatts) k ORDER BY k),
+       i.indnkeyatts,
+       ARRAY(SELECT CASE WHEN opn.nspname = 'pg_catalog' THEN quote_ident(opc.opcname)
+                         ELSE format('%I.%I', opn.nspname, opc.opcname) END
+               FROM unnest(i.indclass::oid[]) WITH ORDINALITY AS x(oid, n)
+               JOIN pg_opclass opc ON opc.oid = x.oid JOIN pg_namespace opn ON opn.oid = opc.opcnamespace
+              ORDER BY x.n),
+       ARRAY(SELECT coalesce((SELECT CASE WHEN cn.nspname = 'pg_catalog' THEN quote_ident(co.collname)
+                                          ELSE format('%I.%I', cn.nspname, co.collname) END
+                                FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+                               WHERE co.oid = x.oid), '')
+               FROM unnest(i.indcollation::oid[]) WITH ORDINALITY AS x(oid, n) ORDER BY x.n),
+       ARRAY(SELECT x.o::int FROM unnest(i.indoption::int2[]) WITH ORDINALITY AS x(o, n) ORDER BY x.n),
+       pg_get_expr(i.indpred, i.indrelid),
+       i.indisunique, i.indisprimary, i.indisexclusion, i.indisreplident, {nulls_not_distinct},
+       i.indisvalid, i.indisready, ic.relispartition,
+       quote_ident(con.conname), pg_get_constraintdef(con.oid),
+       CASE WHEN ic.relkind = 'I'
+            THEN (SELECT sum(pg_stat_get_numscans(pt.relid))::bigint FROM pg_partition_tree(ic.oid) pt
+                   WHERE pt.isleaf)
+            ELSE pg_stat_get_numscans(ic.oid) END,
+       {last_scan},
+       CASE WHEN ic.relkind = 'I'
+            THEN (SELECT coalesce(sum(pg_relation_size(pt.relid)), 0)::bigint
+                    FROM pg_partition_tree(ic.oid) pt)
+            ELSE pg_relation_size(ic.oid) END,
+       CASE WHEN ic.relkind = 'I' AND NOT i.indisvalid THEN ARRAY(
+            SELECT ARRAY[format('%I.%I', pn.nspname, pc.relname), quote_ident(pn.nspname), pc.relname]
+              FROM pg_inherits h JOIN pg_class pc ON pc.oid = h.inhrelid
+              JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+             WHERE h.inhparent = i.indrelid
+               AND NOT EXISTS (SELECT FROM pg_inherits hi JOIN pg_index pi ON pi.indexrelid = hi.inhrelid
+                                WHERE hi.inhparent = i.indexrelid AND pi.indrelid = h.inhrelid)
+             ORDER BY 1) ELSE ARRAY[]::text[] END
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_namespace ins ON ins.oid = ic.relnamespace
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace ns ON ns.oid = c.relnamespace
+JOIN pg_am am ON am.oid = ic.relam
+LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                           AND con.contype IN ('p', 'u', 'x')
+WHERE c.relkind IN ('r', 'p', 'm') AND """ + USER_RELATION + """
+ORDER BY 1
+"""
+
+
+def gather(conn: psycopg.Connection) -> IndexSnapshot:
+    """Every index on a user table, with its catalog definition, usage and size."""
+    version = int(conn.info.server_version)
+    query = sql.SQL(_SQL).format(
+        nulls_not_distinct=sql.SQL("i.indnullsnotdistinct" if version >= 150000 else "false"),
+        last_scan=sql.SQL("pg_stat_get_lastscan(ic.oid)::text" if version >= 160000 else "NULL::text"),
+    )
+    rows = conn.execute(query).fetchall()
+    reset = conn.execute(MARK + "SELECT stats_reset::text FROM pg_stat_database "
+                                "WHERE datname = current_database()").fetchone()
+    return IndexSnapshot(version, reset[0] if reset else None, tuple(_index(r) for r in rows))
+
+
+def _index(r: tuple[Any, ...]) -> IndexInfo:
+    (name, relname, bare, table, relkind, method, definition, columns, key_count, opclasses, collations,
+     options, predicate, unique, primary, exclusion, replident, nnd, valid, ready, is_partition,
+     constraint, constraint_def, idx_scan, last_scan, size, unattached) = r
+    return IndexInfo(
+        name, relname, bare, table, relkind, method, definition, tuple(columns), key_count,
+        tuple(opclasses), tuple(collations), tuple(options), predicate, unique, primary, exclusion,
+        replident, nnd, valid, ready, is_partition, constraint, constraint_def, idx_scan, last_scan,
+        int(size or 0), tuple(Partition(*p) for p in unattached),
+    )
+
+
+# -- evaluate (pure) -----------------------------------------------------------
+def _key(ix: IndexInfo) -> tuple[str, str]:
+    return ix.table, ix.definition
+
+
+def _create_sql(ix: IndexInfo) -> str:
+    """Copyable SQL that creates ``ix`` (as it is on the other cluster)."""
+    if ix.constraint and ix.constraint_def:
+        return f"ALTER TABLE {ix.table} ADD CONSTRAINT {ix.constraint} {ix.constraint_def};"
+    if ix.relkind == "I":  # CONCURRENTLY is not supported on partitioned tables
+        return ix.definition.replace(" INDEX ON ONLY ", f" INDEX {ix.bare} ON ", 1) + ";"
+    return ix.definition.replace(" INDEX ON ", f" INDEX CONCURRENTLY {ix.bare} ON ", 1) + ";"
+
+
+def _drop_sql(ix: IndexInfo) -> str:
+    if ix.constraint:
+        return f"ALTER TABLE {ix.table} DROP CONSTRAINT {ix.constraint};"
+    return f"DROP INDEX {'' if ix.relkind == 'I' else 'CONCURRENTLY '}{ix.name};"
+
+
+def _usage(ix: IndexInfo) -> str:
+    if ix.idx_scan is None:
+        return "usage unknown"
+    scans = f"{ix.idx_scan:,} scan{'' if ix.idx_scan == 1 else 's'}"
+    return scans + (f", last {ix.last_idx_scan}" if ix.last_idx_scan else "")
+
+
+def _live(ix: IndexInfo) -> bool:
+    return ix.valid and ix.ready
+
+
+def _missing_extra(old: IndexSnapshot, new: IndexSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    new_keys: dict[tuple[str, str], list[IndexInfo]] = {}
+    for ix in new.indexes:
+        new_keys.setdefault(_key(ix), []).append(ix)
+    old_keys: dict[tuple[str, str], list[IndexInfo]] = {}
+    for ix in old.indexes:
+        if _live(ix):
+            old_keys.setdefault(_key(ix), []).append(ix)
+    for key, olds in sorted(old_keys.items()):
+        # A partition's index follows its parent's: a valid partitioned index on NEW has them all.
+        if key in new_keys or olds[0].is_partition:
+            continue
+        ix = olds[0]
+        critical = ix.unique or ix.primary or ix.exclusion or (ix.idx_scan or 0) > 0
+        why = ("NEW does not enforce the constraint it backs and loses its scans"
+               if ix.unique or ix.primary or ix.exclusion else
+               f"OLD used it ({_usage(ix)}): the queries it served scan differently on NEW"
+               if (ix.idx_scan or 0) > 0 else "OLD never used it, so it may not be needed")
+        out.append(Finding(
+            "missing_index", "blocker" if critical else "warning", ix.name,
+            f"index {ix.name} on {ix.table} ({human_size(ix.size_bytes)} on OLD) has no index of the "
+            f"same definition on NEW: {why}.",
+            _create_sql(ix),
+        ))
+    for key, news in sorted(new_keys.items()):
+        for ix in news:
+            if key in old_keys or not _live(ix) or ix.is_partition:
+                continue
+            out.append(Finding(
+                "extra_index", "warning", ix.name,
+                f"index {ix.name} on {ix.table} exists on NEW only: the planner on NEW can choose it "
+                "where OLD had no such option, and every write maintains it.",
+                f"-- keep it only if it was added on purpose; otherwise:\n{_drop_sql(ix)}",
+            ))
+    return out
+
+
+def _invalid(new: IndexSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    live = {_key(ix) for ix in new.indexes if _live(ix)}
+    for ix in new.indexes:
+        if _live(ix):
+            continue
+        state = "invalid" if not ix.valid else "not ready"
+        if ix.relkind == "I":
+            parts = ", ".join(p.name for p in ix.unattached) or "some partitions"
+            fixes = [f"-- create the partition indexes without blocking writes, then attach them ({parts}):"]
+            for p in ix.unattached:
+                name = quoted_ident(f"{p.relname}_{ix.relname}"[:63])
+                fixes.append(ix.definition.replace(" INDEX ON ONLY ", f" INDEX CONCURRENTLY {name} ON ", 1)
+                             .replace(f" ON {ix.table} ", f" ON {p.name} ", 1) + ";")
+                fixes.append(f"ALTER INDEX {ix.name} ATTACH PARTITION {p.schema}.{name};")
+            out.append(Finding(
+                "invalid_index", "blocker", ix.name,
+                f"partitioned index {ix.name} on {ix.table} is {state}: {parts} have no attached index, "
+                "so the index does not cover the whole table and cannot back a constraint.",
+                "\n".join(fixes),
+            ))
+            continue
+        twin = _key(ix) in live
+        if twin:
+            out.append(Finding(
+                "invalid_index", "warning", ix.name,
+                f"index {ix.name} on {ix.table} is {state} and a valid index of the same definition exists: "
+                "a leftover of a failed CREATE INDEX / REINDEX CONCURRENTLY (_ccnew), maintained on every "
+                "write for nothing.",
+                f"DROP INDEX CONCURRENTLY {ix.name};",
+            ))
+        else:
+            out.append(Finding(
+                "invalid_index", "blocker", ix.name,
+                f"index {ix.name} on {ix.table} is {state} on NEW (a failed CREATE INDEX CONCURRENTLY?): "
+                "the planner cannot use it"
+                + (" and it may not enforce uniqueness" if ix.unique else "")
+                + ", while every write still maintains it.",
+                f"REINDEX INDEX CONCURRENTLY {ix.name};\n-- or, if the build fails again "
+                "(duplicates?): fix the data, DROP INDEX CONCURRENTLY and create it again",
+            ))
+    return out
+
+
+def _unused(old: IndexSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    since = f"since statistics were reset at {old.stats_reset}" if old.stats_reset else \
+        "since OLD's statistics began (never reset)"
+    for ix in sorted(old.indexes, key=lambda i: (-i.size_bytes, i.name)):
+        if (not _live(ix) or ix.is_partition or ix.idx_scan != 0 or ix.primary or ix.unique
+                or ix.exclusion or ix.replica_identity or ix.constraint):
+            continue
+        out.append(Finding(
+            "unused_index", "info", ix.name,
+            f"index {ix.name} on {ix.table} ({human_size(ix.size_bytes)}) has not been scanned on OLD "
+            f"{since}: it costs every write and its space, and can still attract a plan on NEW.",
+            f"-- review (is it used by a monthly job? on a replica?), then:\n{_drop_sql(ix)}",
+        ))
+    return out
+
+
+def _redundant_to(a: IndexInfo, b: IndexInfo) -> bool:
+    """Whether ``b`` makes ``a`` redundant (``a`` is the one to drop)."""
+    if a.table != b.table or a.method != b.method or a.predicate != b.predicate:
+        return False
+    if a.unique or a.primary or a.exclusion or a.constraint or a.replica_identity:
+        # a unique index is only redundant to an identical unique index
+        same = (b.unique and a.columns == b.columns and a.key_count == b.key_count
+                and a.opclasses == b.opclasses and a.collations == b.collations and a.options == b.options
+                and a.nulls_not_distinct == b.nulls_not_distinct and not a.exclusion and not b.exclusion)
+        return same and not (a.primary or a.constraint or a.replica_identity)
+    n = a.key_count
+    a_keys, b_keys = a.columns[:n], b.columns[:b.key_count]
+    identical = (a.columns == b.columns and n == b.key_count and a.opclasses == b.opclasses
+                 and a.collations == b.collations and a.options == b.options)
+    if identical:
+        return True
+    if a.method != "btree" or n > b.key_count:
+        return False
+    prefix = (a_keys == b_keys[:n] and a.opclasses == b.opclasses[:n] and a.collations == b.collations[:n]
+              and a.options == b.options[:n])
+    return prefix and set(a.columns[n:]) <= set(b.columns)
+
+
+def _duplicates(new: IndexSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    by_table: dict[str, list[IndexInfo]] = {}
+    for ix in new.indexes:
+        if _live(ix) and not ix.is_partition:
+            by_table.setdefault(ix.table, []).append(ix)
+    for table in sorted(by_table):
+        group = sorted(by_table[table], key=lambda i: i.name)
+        reported: set[str] = set()
+        for a in group:
+            for b in group:
+                if a is b or b.name in reported or not _redundant_to(a, b):
+                    continue
+                exact = a.columns == b.columns and a.key_count == b.key_count
+                if exact and _redundant_to(b, a) and a.name < b.name and not (a.unique and not b.unique):
+                    continue  # identical pair: report the later name only, once
+                reported.add(a.name)
+                what = "an exact duplicate of" if exact else "a leading prefix of"
+                out.append(Finding(
+                    "duplicate_index", "warning", a.name,
+                    f"index {a.name} on {table} ({human_size(a.size_bytes)}) is {what} {b.name}: "
+                    f"{b.name} serves every query it serves, so it only costs writes and space.",
+                    _drop_sql(a),
+                ))
+                break
+    return out
+
+
+def harmful_indexes(old: IndexSnapshot, new: IndexSnapshot, used_on_new: Collection[str]) -> list[Finding]:
+    """``harmful_index``: indexes NEW's plans use (``used_on_new``: names from NEW's EXPLAIN,
+    bare as in "Index Name" or schema-qualified) that OLD never used or does not have."""
+    if not used_on_new:
+        return []
+    wanted = set(used_on_new)
+    old_by_key: dict[tuple[str, str], list[IndexInfo]] = {}
+    for ix in old.indexes:
+        old_by_key.setdefault(_key(ix), []).append(ix)
+    out: list[Finding] = []
+    for ix in new.indexes:
+        if not wanted & {ix.name, ix.relname, ix.bare}:
+            continue
+        olds = old_by_key.get(_key(ix), [])
+        if olds and all(o.idx_scan == 0 for o in olds):
+            why = f"OLD has it ({olds[0].name}) but never scanned it (idx_scan = 0)"
+        elif not olds:
+            why = "OLD has no index of this definition"
+        else:
+            continue
+        out.append(Finding(
+            "harmful_index", "warning", ix.name,
+            f"NEW's plans for the workload use index {ix.name} on {ix.table}, and {why}: "
+            "production never ran these queries this way, which is how the postmortem's outage "
+            "started (NEW chose an index OLD never used).",
+            f"ANALYZE {ix.table};\n-- compare the plans again; if NEW still prefers it:\n{_drop_sql(ix)}",
+        ))
+    return out
+
+
+def evaluate(old: IndexSnapshot, new: IndexSnapshot, thresholds: Thresholds,
+             used_on_new: Iterable[str] = ()) -> list[Finding]:
+    """Index findings: definitions compared OLD to NEW, NEW's invalid and duplicate indexes,
+    OLD's unused ones, and (given NEW's plans' indexes) the harmful ones."""
+    del thresholds  # no index threshold yet; kept for the uniform evaluate signature
+    return (_missing_extra(old, new) + _invalid(new) + _duplicates(new) + _unused(old)
+            + harmful_indexes(old, new, frozenset(used_on_new)))

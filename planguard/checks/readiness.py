@@ -1,0 +1,196 @@
+"""Cluster readiness: every check family, OLD against NEW.
+
+``gather_all(conn)`` reads one cluster's catalog into a :class:`ClusterSnapshot`
+(I/O, catalog reads plus cheap index-backed ``max()`` per sequence column);
+``evaluate_all(old, new, thresholds)`` turns two snapshots into findings (pure);
+``run_check(old_dsn, new_dsn)`` does both for two clusters at once.
+
+Families (each module's docstring says why its kinds matter and what SQL fixes them):
+
+- :mod:`~planguard.checks.statistics`: ``never_analyzed``, ``stale_stats``, ``stats_coverage``
+- :mod:`~planguard.checks.indexes`: ``missing_index``, ``extra_index``, ``invalid_index``,
+  ``unused_index``, ``duplicate_index``, ``harmful_index``
+- :mod:`~planguard.checks.sequences`: ``sequence_behind``, ``sequence_capacity``
+- :mod:`~planguard.checks.settings`: ``setting_diff``
+- :mod:`~planguard.checks.environment`: ``extension_diff``, ``collation_version``
+
+A family whose gather fails (a lock timeout, a missing catalog) does not stop the
+others: its snapshot is ``None``, the error is recorded, and ``evaluate_all`` reports
+a ``check_incomplete`` blocker, because a GO cannot rest on a check that did not run.
+A check the role lacks the privilege for reports ``check_skipped`` naming the grant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from planguard import db
+from planguard.checks import SEVERITIES, Finding, environment, indexes, sequences, settings, statistics
+from planguard.checks.snapshot import from_dict
+from planguard.config import Thresholds
+from planguard.errors import SnapshotError
+
+SNAPSHOT_FORMAT = 1
+FAMILIES = ("statistics", "indexes", "sequences", "settings", "environment")
+
+
+@dataclass(frozen=True)
+class FamilyError:
+    family: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """One cluster's catalog state, as every check family read it."""
+
+    server_version_num: int
+    server_version: str
+    database: str
+    statistics: statistics.StatisticsSnapshot | None
+    indexes: indexes.IndexSnapshot | None
+    sequences: sequences.SequenceSnapshot | None
+    settings: settings.SettingsSnapshot | None
+    environment: environment.EnvironmentSnapshot | None
+    errors: tuple[FamilyError, ...] = ()
+    format: int = SNAPSHOT_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ClusterSnapshot:
+        """Rebuild a snapshot from :meth:`to_dict` output (e.g. a recorded JSON file)."""
+        if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise SnapshotError(f"not a planguard cluster snapshot of format {SNAPSHOT_FORMAT} "
+                                f"(found format {found!r})")
+        return from_dict(cls, data)
+
+
+def save_snapshot(snapshot: ClusterSnapshot, path: Path) -> None:
+    path.write_text(json.dumps(snapshot.to_dict(), indent=1, sort_keys=True) + "\n")
+
+
+def load_snapshot(path: Path) -> ClusterSnapshot:
+    """A snapshot written by :func:`save_snapshot`; SnapshotError when unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise SnapshotError(f"snapshot {path} is not JSON: {exc}") from exc
+    return ClusterSnapshot.from_dict(data)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def gather_all(conn: psycopg.Connection, *,
+               max_scan_bytes: int = sequences.DEFAULT_MAX_SCAN_BYTES) -> ClusterSnapshot:
+    """Every family's snapshot of the connected database (read-only, one family at a time).
+
+    ``max_scan_bytes``: read ``max(column)`` for a sequence's column without a btree
+    index only on tables smaller than this.
+    """
+    info = conn.execute(db.MARK + "SELECT current_setting('server_version'), current_database()").fetchone()
+    assert info is not None
+    readers: dict[str, Callable[[psycopg.Connection], Any]] = {
+        "statistics": statistics.gather,
+        "indexes": indexes.gather,
+        "sequences": lambda c: sequences.gather(c, max_scan_bytes=max_scan_bytes),
+        "settings": settings.gather,
+        "environment": environment.gather,
+    }
+    snaps: dict[str, Any] = {}
+    errors: list[FamilyError] = []
+    for family, read in readers.items():
+        try:
+            with conn.transaction():
+                conn.execute(db.MARK + "SET TRANSACTION READ ONLY")
+                # Definitions (pg_get_indexdef, pg_get_statisticsobjdef) qualify every name
+                # outside pg_catalog, whatever the role's search_path on either cluster.
+                conn.execute(db.MARK + "SET LOCAL search_path = pg_catalog, pg_temp")
+                snaps[family] = read(conn)
+        except psycopg.Error as exc:
+            snaps[family] = None
+            errors.append(FamilyError(family, _reason(exc)))
+    return ClusterSnapshot(db.server_version_num(conn), str(info[0]), str(info[1]), errors=tuple(errors),
+                           **snaps)
+
+
+def merge_findings(*groups: Iterable[Finding]) -> list[Finding]:
+    """One finding per (kind, object), the most severe kept; order of first appearance.
+
+    Use it to combine ``compare``'s freshness findings with these (both report
+    ``never_analyzed``/``stale_stats`` for the same tables).
+    """
+    kept: dict[tuple[str, str], Finding] = {}
+    for group in groups:
+        for f in group:
+            key = (f.kind, f.object)
+            prior = kept.get(key)
+            if prior is None or SEVERITIES.index(f.severity) < SEVERITIES.index(prior.severity):
+                kept[key] = f
+    return list(kept.values())
+
+
+def evaluate_all(old: ClusterSnapshot, new: ClusterSnapshot, thresholds: Thresholds,
+                 used_on_new: frozenset[str] = frozenset()) -> list[Finding]:
+    """All readiness findings for NEW compared with OLD (pure).
+
+    ``used_on_new``: names of the indexes NEW's plans for the workload use (as EXPLAIN
+    prints them, bare or schema-qualified); they feed ``harmful_index``.
+    """
+    findings: list[Finding] = []
+    if old.statistics and new.statistics:
+        findings += statistics.evaluate(old.statistics, new.statistics, thresholds)
+    if old.indexes and new.indexes:
+        findings += indexes.evaluate(old.indexes, new.indexes, thresholds, used_on_new)
+    if old.sequences and new.sequences:
+        findings += sequences.evaluate(old.sequences, new.sequences, thresholds)
+    if old.settings and new.settings:
+        findings += settings.evaluate(old.settings, new.settings, thresholds)
+    if old.environment and new.environment:
+        findings += environment.evaluate(old.environment, new.environment, thresholds)
+    for label, snap in (("OLD", old), ("NEW", new)):
+        for err in snap.errors:
+            findings.append(Finding(
+                "check_incomplete", "blocker", f"{err.family} on {label}",
+                f"could not read {err.family} on {label}: {err.message}; a GO cannot be given on a "
+                "check that did not run",
+                "-- run the check again (a lock held by a migration? raise --lock-timeout), "
+                "or fix the error above",
+            ))
+    return merge_findings(findings)
+
+
+def run_check(old_dsn: str, new_dsn: str, *, thresholds: Thresholds | None = None,
+              limits: db.SessionLimits | None = None,
+              max_scan_bytes: int = sequences.DEFAULT_MAX_SCAN_BYTES,
+              ) -> tuple[list[Finding], ClusterSnapshot, ClusterSnapshot]:
+    """Gather both clusters at once (one thread and connection each) and evaluate.
+
+    Raises ConnectionFailed / PlanguardError when a cluster cannot be reached.
+    """
+    thresholds = thresholds or Thresholds()
+    limits = limits or db.SessionLimits()
+
+    def side(label: str, dsn: str) -> ClusterSnapshot:
+        with db.connect(dsn, label=label, limits=limits) as conn:
+            return gather_all(conn, max_scan_bytes=max_scan_bytes)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="planguard-check") as pool:
+        f_old = pool.submit(side, "old", old_dsn)
+        f_new = pool.submit(side, "new", new_dsn)
+        old, new = f_old.result(), f_new.result()
+    return evaluate_all(old, new, thresholds), old, new

@@ -1,0 +1,305 @@
+"""Planner settings: cluster-wide, per database and role, and per table.
+
+Why it matters: the same statistics give different plans under a different
+``random_page_cost``, ``work_mem``, ``enable_*``, ``jit`` or collapse limit, and a
+``ALTER DATABASE ... SET`` or ``ALTER ROLE ... SET`` made on OLD years ago is not
+carried by ``pg_dump`` of one database.  Table storage parameters left over from the
+migration (``autovacuum_enabled = false`` to speed up the initial copy) silently stop
+autovacuum and autoanalyze on NEW after the cutover.
+
+Kind ``setting_diff`` (warning): a planner or autovacuum setting differs between OLD
+and NEW, at one of three levels:
+
+- cluster (``pg_settings``): only where at least one side is not at its own
+  version's built-in default.  A setting both sides leave at their defaults is not
+  reported even when the defaults differ (PostgreSQL 18's ``effective_io_concurrency``
+  of 16 against 15's 1): that is the new version's intended behaviour, not drift.
+  A setting that exists on one side only is reported when that side changed it.
+  Fix: ``ALTER SYSTEM SET name = 'value'; SELECT pg_reload_conf();``.
+- database and role overrides (``pg_db_role_setting``) that apply to the checked
+  database.  Fix: ``ALTER DATABASE/ROLE ... SET name = 'value';`` or ``RESET``.
+- table storage parameters (``reloptions``, TOAST's, and per-column ``attoptions``
+  such as ``n_distinct``).  Fix: ``ALTER TABLE ... SET (...)`` / ``RESET (...)``.
+
+The session's own values are not compared: a setting whose value comes from the
+database, the role or the session (``source``) is read from ``pg_db_role_setting``
+instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg
+
+from planguard.checks import Finding, sql_literal
+from planguard.checks.freshness import USER_RELATION
+from planguard.config import Thresholds
+from planguard.db import MARK
+
+# Beyond the "Query Tuning" categories (enable_*, *_cost, jit*, collapse limits,
+# default_statistics_target, plan_cache_mode, geqo*, ...): settings the planner reads
+# from elsewhere, and those that keep statistics fresh.
+EXTRA_SETTINGS = (
+    "work_mem", "hash_mem_multiplier", "effective_io_concurrency", "maintenance_io_concurrency",
+    "max_parallel_workers_per_gather", "max_parallel_workers", "parallel_leader_participation",
+    "autovacuum", "track_counts", "autovacuum_naptime",
+    "autovacuum_analyze_scale_factor", "autovacuum_analyze_threshold",
+    "autovacuum_vacuum_scale_factor", "autovacuum_vacuum_threshold",
+    "autovacuum_vacuum_insert_scale_factor", "autovacuum_vacuum_insert_threshold",
+)
+# Where a value comes from the database, the role or this session, pg_settings does
+# not show the cluster's value.
+_SESSION_SOURCES = ("database", "user", "database user", "client", "session")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    value: str  # pg_settings.setting, in the setting's base unit
+    unit: str | None
+    boot: str | None  # the built-in default of this server version
+    source: str
+    context: str  # postmaster settings need a restart
+
+
+@dataclass(frozen=True)
+class Override:
+    """An ``ALTER DATABASE/ROLE ... SET`` that applies to the checked database."""
+
+    scope: str  # "database", "role" or "role in database"
+    role: str | None  # quoted role name
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class RelOption:
+    table: str  # schema-qualified, quoted
+    target: str  # "table", "toast", or a quoted column name
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class SettingsSnapshot:
+    server_version_num: int
+    database: str  # quoted
+    settings: tuple[Setting, ...]
+    overrides: tuple[Override, ...]
+    tables: tuple[str, ...]  # every user table, to tell "no options" from "no table"
+    reloptions: tuple[RelOption, ...]
+
+
+_SETTINGS_SQL = MARK + """
+SELECT name, setting, unit, boot_val, source, context FROM pg_settings
+WHERE category LIKE 'Query Tuning%%' OR name = ANY(%s)
+ORDER BY name
+"""
+
+_OVERRIDES_SQL = MARK + """
+SELECT CASE WHEN s.setrole = 0 THEN 'database'
+            WHEN s.setdatabase = 0 THEN 'role' ELSE 'role in database' END,
+       CASE WHEN s.setrole = 0 THEN NULL ELSE quote_ident(r.rolname) END,
+       split_part(cfg, '=', 1), substr(cfg, strpos(cfg, '=') + 1)
+FROM pg_db_role_setting s
+LEFT JOIN pg_roles r ON r.oid = s.setrole
+CROSS JOIN LATERAL unnest(s.setconfig) AS cfg
+WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+ORDER BY 1, 2, 3
+"""
+
+_TABLES_SQL = MARK + """
+SELECT format('%I.%I', ns.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm') AND """ + USER_RELATION + """
+ORDER BY 1
+"""
+
+_RELOPTIONS_SQL = MARK + """
+WITH rel AS (
+    SELECT c.oid, c.reltoastrelid, c.reloptions, format('%I.%I', ns.nspname, c.relname) AS name
+      FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'm') AND """ + USER_RELATION + """
+)
+SELECT rel.name, 'table', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)
+  FROM rel CROSS JOIN LATERAL unnest(rel.reloptions) AS o
+UNION ALL
+SELECT rel.name, 'toast', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)
+  FROM rel JOIN pg_class t ON t.oid = rel.reltoastrelid CROSS JOIN LATERAL unnest(t.reloptions) AS o
+UNION ALL
+SELECT rel.name, quote_ident(a.attname), split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)
+  FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
+  CROSS JOIN LATERAL unnest(a.attoptions) AS o
+ORDER BY 1, 2, 3
+"""
+
+
+def gather(conn: psycopg.Connection) -> SettingsSnapshot:
+    """Planner settings, the overrides that apply to this database, and table options."""
+    version = int(conn.info.server_version)
+    db_row = conn.execute(MARK + "SELECT quote_ident(current_database())").fetchone()
+    assert db_row is not None
+    rows = conn.execute(_SETTINGS_SQL, (list(EXTRA_SETTINGS),)).fetchall()
+    settings = tuple(Setting(*r) for r in rows if r[4] not in _SESSION_SOURCES)
+    planner = {r[0].lower() for r in rows} | set(EXTRA_SETTINGS)
+    overrides = tuple(Override(*r) for r in conn.execute(_OVERRIDES_SQL).fetchall()
+                      if r[2].lower() in planner)
+    tables = tuple(r[0] for r in conn.execute(_TABLES_SQL).fetchall())
+    reloptions = tuple(RelOption(*r) for r in conn.execute(_RELOPTIONS_SQL).fetchall())
+    return SettingsSnapshot(version, db_row[0], settings, overrides, tables, reloptions)
+
+
+# -- evaluate (pure) -----------------------------------------------------------
+_MEMORY = {"B": 1, "kB": 1024, "8kB": 8192, "MB": 1 << 20}
+
+
+def display(value: str, unit: str | None) -> str:
+    """A setting's value as a person reads it: '4MB', '0.1', '200ms'."""
+    if unit in _MEMORY:
+        try:
+            n = int(value) * _MEMORY[unit]
+        except ValueError:
+            return f"{value}{unit}"
+        for suffix, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1024)):
+            if n >= size and n % size == 0:
+                return f"{n // size}{suffix}"
+        return f"{n}B"
+    return f"{value}{unit or ''}"
+
+
+def _at_default(s: Setting) -> bool:
+    return s.source == "default" or s.value == s.boot
+
+
+def _why(name: str) -> str:
+    if name.startswith("autovacuum") or name == "track_counts":
+        return ("autovacuum and autoanalyze run differently on NEW, so its statistics go stale at another "
+                "pace (and are never refreshed when autovacuum or track_counts is off)")
+    return "the planner weighs plans differently, so NEW can choose other plans for the same statistics"
+
+
+def _cluster(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    o_map = {s.name: s for s in old.settings}
+    n_map = {s.name: s for s in new.settings}
+    for name in sorted(set(o_map) | set(n_map)):
+        o, n = o_map.get(name), n_map.get(name)
+        if o is not None and n is not None:
+            if (o.value, o.unit) == (n.value, n.unit) or (_at_default(o) and _at_default(n)):
+                continue
+            reload = ("-- needs a restart" if n.context == "postmaster" else "SELECT pg_reload_conf();")
+            out.append(Finding(
+                "setting_diff", "warning", name,
+                f"{name} is {display(o.value, o.unit)} on OLD ({o.source}) but {display(n.value, n.unit)} "
+                f"on NEW ({n.source}): {_why(name)}.",
+                f"ALTER SYSTEM SET {name} = {sql_literal(o.value)};\n{reload}",
+            ))
+        elif o is not None and not _at_default(o):
+            out.append(Finding(
+                "setting_diff", "info", name,
+                f"{name} is set to {display(o.value, o.unit)} on OLD ({o.source}) and does not exist on "
+                f"PostgreSQL {new.server_version_num // 10000}: check the release notes for its successor.",
+                "-- no direct equivalent on NEW; see the release notes",
+            ))
+        elif n is not None and not _at_default(n):
+            out.append(Finding(
+                "setting_diff", "info", name,
+                f"{name} is set to {display(n.value, n.unit)} on NEW ({n.source}) and does not exist on "
+                f"OLD's PostgreSQL {old.server_version_num // 10000}.",
+                f"-- review it; to return to the default:\nALTER SYSTEM RESET {name};\n"
+                "SELECT pg_reload_conf();",
+            ))
+    return out
+
+
+def _scope_text(o: Override, db: str) -> str:
+    if o.scope == "database":
+        return f"database {db}"
+    if o.scope == "role":
+        return f"role {o.role}"
+    return f"role {o.role} in database {db}"
+
+
+def _alter(o: Override, db: str, value: str | None) -> str:
+    target = {"database": f"ALTER DATABASE {db}", "role": f"ALTER ROLE {o.role}",
+              "role in database": f"ALTER ROLE {o.role} IN DATABASE {db}"}[o.scope]
+    return f"{target} RESET {o.name};" if value is None else f"{target} SET {o.name} = {sql_literal(value)};"
+
+
+def _overrides(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    key = lambda o: (o.scope, o.role, o.name.lower())  # noqa: E731
+    o_map = {key(o): o for o in old.overrides}
+    n_map = {key(o): o for o in new.overrides}
+    for k in sorted(set(o_map) | set(n_map), key=lambda k: (k[0], k[1] or "", k[2])):
+        o, n = o_map.get(k), n_map.get(k)
+        if o is not None and n is not None and o.value == n.value:
+            continue
+        ref = n or o
+        assert ref is not None
+        where = _scope_text(ref, new.database)
+        old_text = f"{o.value} on OLD" if o else "not set on OLD"
+        new_text = f"{n.value} on NEW" if n else "not set on NEW"
+        out.append(Finding(
+            "setting_diff", "warning", f"{ref.name} ({where})",
+            f"{ref.name} for {where} is {old_text} but {new_text}: sessions of "
+            f"{'that role' if ref.role else 'that database'} plan with a different value "
+            "(pg_dump of a database does not carry ALTER DATABASE/ROLE ... SET).",
+            _alter(ref, new.database, o.value if o else None),
+        ))
+    return out
+
+
+def _option_sql(table: str, target: str, name: str, value: str | None) -> str:
+    if target == "table":
+        return (f"ALTER TABLE {table} RESET ({name});" if value is None
+                else f"ALTER TABLE {table} SET ({name} = {sql_literal(value)});")
+    if target == "toast":
+        return (f"ALTER TABLE {table} RESET (toast.{name});" if value is None
+                else f"ALTER TABLE {table} SET (toast.{name} = {sql_literal(value)});")
+    return (f"ALTER TABLE {table} ALTER COLUMN {target} RESET ({name});" if value is None
+            else f"ALTER TABLE {table} ALTER COLUMN {target} SET ({name} = {sql_literal(value)});")
+
+
+def _options(opts: Iterable[RelOption]) -> dict[str, dict[tuple[str, str], str]]:
+    out: dict[str, dict[tuple[str, str], str]] = {}
+    for r in opts:
+        out.setdefault(r.table, {})[(r.target, r.name)] = r.value
+    return out
+
+
+def _reloptions(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
+    out: list[Finding] = []
+    o_opts, n_opts = _options(old.reloptions), _options(new.reloptions)
+    both = set(old.tables) & set(new.tables)
+    for table in sorted(both & (set(o_opts) | set(n_opts))):
+        o, n = o_opts.get(table, {}), n_opts.get(table, {})
+        diffs = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k))
+        if not diffs:
+            continue
+        parts = []
+        for target, name in diffs:
+            label = name if target == "table" else f"{target}.{name}" if target == "toast" \
+                else f"{name} of column {target}"
+            parts.append(f"{label}: {o.get((target, name), 'not set')} on OLD, "
+                         f"{n.get((target, name), 'not set')} on NEW")
+        stops_autovacuum = any(name == "autovacuum_enabled" and n.get((target, name)) in ("false", "off", "0")
+                               for target, name in diffs)
+        why = ("autovacuum and autoanalyze skip the table on NEW, so its statistics go stale after the "
+               "cutover" if stops_autovacuum else
+               "storage parameters steer autovacuum, the planner (n_distinct, parallel_workers) and fill "
+               "factor differently on NEW")
+        out.append(Finding(
+            "setting_diff", "warning", table,
+            f"{table}: {'; '.join(parts)}: {why} (often left over from the migration's initial copy).",
+            "\n".join(_option_sql(table, t, name, o.get((t, name))) for t, name in diffs),
+        ))
+    return out
+
+
+def evaluate(old: SettingsSnapshot, new: SettingsSnapshot, thresholds: Thresholds) -> list[Finding]:
+    """setting_diff findings: cluster settings, database/role overrides, table options."""
+    del thresholds
+    return _cluster(old, new) + _overrides(old, new) + _reloptions(old, new)
