@@ -20,7 +20,7 @@ from planguard import db
 from planguard.capture import fill_values, needs_values
 from planguard.checks import Finding, freshness
 from planguard.config import Thresholds
-from planguard.diff import SEVERITY, Call, Change, Measurement, classify, diff_plans
+from planguard.diff import SEVERITY, Call, Change, Measurement, classify, diff_plans, runtime_changes
 from planguard.explain import (
     QueryFailed,
     Run,
@@ -269,6 +269,11 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
         causes.append(f"statistics of {rel} are stale on NEW")
         fixes.append(f"ANALYZE {rel};")
     for ch in result.changes:
+        if ch.kind == "estimate_error" and ch.relation and ch.relation not in never | stale:
+            causes.append(f"row estimates for {ch.relation} are off by 10x or more on NEW only "
+                          "(statistics missing, stale or too coarse there)")
+            fixes.append(f"ANALYZE {ch.relation};")
+    for ch in result.changes:
         if ch.kind == "index_new_only" and ch.index:
             snap = workload.index(ch.index)
             if snap is not None and snap.idx_scan == 0:
@@ -385,7 +390,7 @@ def _measured(summary: dict[tuple[str, str, str, str], Measurement], fp: str, la
               mode: str, thresholds: Thresholds) -> tuple[Measurement, Measurement, Call, tuple[Change, ...]]:
     o = summary.get((fp, label, mode, "old"), Measurement(error="not run"))
     n = summary.get((fp, label, mode, "new"), Measurement(error="not run"))
-    changes = diff_plans(o.plan, n.plan) if o.plan and n.plan else ()
+    changes = (diff_plans(o.plan, n.plan) + runtime_changes(o.plan, n.plan)) if o.plan and n.plan else ()
     return o, n, classify(o, n, thresholds), changes
 
 

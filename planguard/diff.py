@@ -162,6 +162,59 @@ def diff_plans(old: Plan, new: Plan) -> tuple[Change, ...]:
     return tuple(changes)
 
 
+ESTIMATE_ERROR = 10.0  # q-error that names a node as misestimated
+
+
+def _worst_estimates(plan: Plan) -> dict[str, tuple[float, PlanNode]]:
+    """Per relation (scans) the worst q-error and its node.
+
+    Below a Limit a scan stops early by design: it returns fewer rows than estimated
+    for the whole result, so only underestimates count there.
+    """
+    out: dict[str, tuple[float, PlanNode]] = {}
+
+    def visit(node: PlanNode, truncated: bool) -> None:
+        q = node.q_error
+        rel = node.relation
+        if q is not None and rel is not None and node.node_type != "Bitmap Index Scan":
+            if truncated and (node.actual_rows or 0) < node.plan_rows:
+                q = 1.0
+            if rel not in out or q > out[rel][0]:
+                out[rel] = (q, node)
+        for child in node.children:
+            visit(child, truncated or node.node_type == "Limit")
+
+    visit(plan.root, False)
+    return out
+
+
+def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> tuple[Change, ...]:
+    """What went differently at run time, whatever the plan shape.
+
+    ``estimate_error``: a scan whose row estimate is off by ``threshold``x or more on NEW
+    but not on OLD (the mark of missing or stale statistics); ``spill``: a sort or hash
+    that went to disk on NEW only.
+    """
+    changes: list[Change] = []
+    old_q, new_q = _worst_estimates(old), _worst_estimates(new)
+    for rel in sorted(new_q):
+        q, node = new_q[rel]
+        if q >= threshold and old_q.get(rel, (1.0, None))[0] < threshold:
+            before = old_q[rel][0] if rel in old_q else None
+            changes.append(Change(
+                "estimate_error",
+                f"{rel}: {node.label} estimated {node.plan_rows:,.0f} rows, got "
+                f"{node.actual_rows or 0:,.0f} ({q:,.0f}x off on NEW"
+                + (f", {before:,.1f}x on OLD)" if before is not None else ")"),
+                relation=rel,
+            ))
+    old_spills = {n.spill.split(" ")[0] for n in old.nodes() if n.spill}
+    for node in new.nodes():
+        if node.spill and node.spill.split(" ")[0] not in old_spills:
+            changes.append(Change("spill", f"{node.label}: {node.spill} on NEW only", relation=node.relation))
+    return tuple(changes)
+
+
 def _worse(new: float, old: float, ratio: float, floor: float) -> bool:
     return new >= old * ratio and new - old >= floor
 

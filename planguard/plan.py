@@ -64,6 +64,31 @@ class PlanNode:
             yield from child.walk()
 
     @property
+    def q_error(self) -> float | None:
+        """How far the row estimate was from the truth: max(est/act, act/est), both >= 1.
+
+        Per loop on both sides, as EXPLAIN reports them; None without ANALYZE or for a
+        node that never ran.
+        """
+        if self.actual_rows is None or not self.actual_loops:
+            return None
+        est, act = max(self.plan_rows, 1.0), max(self.actual_rows, 1.0)
+        return max(est / act, act / est)
+
+    @property
+    def spill(self) -> str | None:
+        """What went to disk in this node, or None: an external sort, a multi-batch hash."""
+        r = self.raw
+        method = str(r.get("Sort Method", ""))
+        if "external" in method or r.get("Sort Space Type") == "Disk":
+            return f"sort spilled to disk ({method or 'external'})"
+        if int(r.get("Hash Batches", 1) or 1) > 1:
+            return f"hash spilled to disk ({r.get('Hash Batches')} batches)"
+        if int(r.get("HashAgg Batches", 1) or 1) > 1 or int(r.get("Disk Usage", 0) or 0) > 0:
+            return f"hash aggregate spilled to disk ({r.get('Disk Usage', '?')} kB)"
+        return None
+
+    @property
     def scan_method(self) -> str | None:
         """seq / index / index_only / bitmap / ... for scan nodes, else None."""
         return SCAN_METHODS.get(self.node_type)

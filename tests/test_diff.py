@@ -141,3 +141,31 @@ def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
                                    ("fp", "typical", "generic"): runs(good, 5.0, 5)}, {"fp": True})
     _, findings = judge(wl, old, same_plan_slower, T)
     assert {f.kind: f.severity for f in findings}["generic_plan_regression"] == "warning"
+
+
+def test_estimate_error_on_new_only_is_named() -> None:
+    from planguard.diff import runtime_changes
+
+    old = parse_plan(plan_fixture("pg18_tenant_list"))  # its scan stops early under LIMIT: not an error
+    new = parse_plan(plan_fixture("pg18_tenant_list_unanalyzed"))
+    (change,) = runtime_changes(old, new)
+    assert change.kind == "estimate_error" and change.relation == "public.transactions"
+    assert "on NEW" in change.detail
+
+
+def test_no_runtime_change_between_analyzed_15_and_18() -> None:
+    from planguard.diff import runtime_changes
+
+    pairs = [(n, n.replace("pg15", "pg18")) for n in fixture_names("pg15")]
+    if not pairs:
+        pytest.skip("fixtures were recorded without PostgreSQL 15")
+    for a, b in pairs:
+        assert runtime_changes(parse_plan(plan_fixture(a)), parse_plan(plan_fixture(b))) == (), a
+
+
+def test_spill_on_new_only() -> None:
+    from planguard.diff import runtime_changes
+
+    changes = runtime_changes(parse_plan(plan_fixture("pg18_hash_join_agg")),
+                              parse_plan(plan_fixture("pg18_hash_spill")))
+    assert any(c.kind == "spill" and "hash spilled" in c.detail for c in changes)

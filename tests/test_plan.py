@@ -114,3 +114,20 @@ def test_parse_does_not_modify_its_input() -> None:
 def test_bad_input_raises_plan_format_error(bad: str) -> None:
     with pytest.raises(PlanFormatError):
         parse_plan(bad)
+
+
+def test_q_error_on_the_unanalyzed_flip() -> None:
+    plan = parse_plan(plan_fixture("pg18_tenant_list_unanalyzed"))
+    heap = next(n for n in plan.nodes() if n.node_type == "Bitmap Heap Scan")
+    assert heap.q_error is not None and heap.q_error > 1000  # estimated 4 rows, got ~95,000
+
+
+@pytest.mark.parametrize(("name", "kind"), [("pg18_sort_spill", "sort"), ("pg18_hash_spill", "hash")])
+def test_spills_are_recognised(name: str, kind: str) -> None:
+    spills = [n.spill for n in parse_plan(plan_fixture(name)).nodes() if n.spill]
+    assert spills and spills[0].startswith(kind)
+
+
+def test_no_spill_in_plans_that_fit_in_memory() -> None:
+    for name in ("pg18_tenant_list", "pg18_hash_join_agg", "pg18_merge_join"):
+        assert not [n.spill for n in parse_plan(plan_fixture(name)).nodes() if n.spill]
