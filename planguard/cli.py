@@ -189,6 +189,54 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
     sys.exit(result.verdict.exit_code)
 
 
+@main.command()
+@click.argument("old_dsn", metavar="OLD")
+@click.argument("new_dsn", metavar="NEW")
+@click.option("-o", "--output", "html", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML report (default: reports/check.html).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON report (default: reports/check.json).")
+@click.option("--stale-mod-fraction", type=float,
+              help="stale_stats when rows modified since ANALYZE exceed this fraction.")
+@click.option("--max-scan-mb", type=click.IntRange(min=0), default=128, show_default=True,
+              help="Read max(column) for a sequence check without an index only on smaller tables.")
+@_safety_options
+@handle_errors
+def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
+          max_scan_mb: int, statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
+    """Compare OLD's and NEW's catalogs: the checklist for minutes before the switch.
+
+    Read-only and fast, no statement is run: statistics (never analyzed, stale,
+    coverage), indexes (missing, invalid, unused, duplicate), sequences behind their
+    tables, planner settings, extensions and collations.  Each finding comes with the
+    SQL that fixes it.  Exit code 0 GO, 1 NO-GO, 2 error.
+    """
+    import time
+    from datetime import datetime, timezone
+
+    from planguard.checks.readiness import run_check
+    from planguard.config import load_thresholds
+    from planguard.report import check_to_dict, write_reports
+    from planguard.verdict import decide
+
+    thresholds = load_thresholds(threshold_flags)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    findings, old, new = run_check(old_dsn, new_dsn, thresholds=thresholds,
+                                   limits=_limits(statement_timeout, lock_timeout),
+                                   max_scan_bytes=max_scan_mb << 20)
+    verdict = decide(findings)
+    context = check_to_dict(findings, verdict, old, new, db.redact_dsn(old_dsn), db.redact_dsn(new_dsn),
+                            thresholds, started, time.monotonic() - t0)
+    paths = write_reports(context, html or Path("reports/check.html"),
+                          json_path or Path("reports/check.json"))
+    _print_verdict(verdict.decision, verdict.reasons)
+    counts = {sev: sum(1 for f in findings if f.severity == sev) for sev in ("blocker", "warning", "info")}
+    click.echo(f"{counts['blocker']} blockers, {counts['warning']} warnings, {counts['info']} notes; "
+               f"report: {paths['html']}  json: {paths['json']}")
+    sys.exit(verdict.exit_code)
+
+
 def _print_verdict(decision: str, reasons: tuple[str, ...], limit: int = 5) -> None:
     color = "green" if decision == "GO" else "red"
     click.echo(click.style(decision, fg=color, bold=True))

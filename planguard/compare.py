@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +19,7 @@ import psycopg
 from planguard import db
 from planguard.capture import fill_values, needs_values
 from planguard.checks import Finding, freshness
+from planguard.checks.readiness import ClusterSnapshot, evaluate_all, gather_all, merge_findings
 from planguard.config import Thresholds
 from planguard.diff import SEVERITY, Call, Change, Measurement, classify, diff_plans, runtime_changes
 from planguard.explain import (
@@ -138,6 +139,7 @@ class _Side:
     plan_only: dict[str, Plan | str] = field(default_factory=dict)
     tables: tuple[freshness.TableStats, ...] = ()
     check_errors: list[str] = field(default_factory=list)
+    readiness: dict[str, ClusterSnapshot] = field(default_factory=dict)  # by database
 
 
 def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
@@ -193,7 +195,7 @@ def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repea
 
 def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.SessionLimits,
               check_tables: bool, progress: Progress | None, generic: bool = True,
-              redact: bool = False) -> _Side:
+              redact: bool = False, readiness: bool = True) -> _Side:
     """Everything one cluster is asked, database by database, on one connection at a time."""
     side = _Side()
     databases = workload.databases or (None,)
@@ -212,6 +214,8 @@ def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.
                     progress(f"{label}: [{done}/{len(workload.statements)}] {stmt.short_id} "
                              f"{stmt.query[:60]!r}")
                 _run_statement(conn, side, stmt, repeat, generic)
+            if readiness:
+                side.readiness[str(conn.info.dbname)] = gather_all(conn)
             if check_tables:
                 touched = {t for s in todo for t in s.tables}
                 touched |= {rel for (key, _, _), runs in side.runs.items()
@@ -256,11 +260,21 @@ def _summaries(old: _Side, new: _Side) -> dict[tuple[str, str, str, str], Measur
     return out
 
 
+def _bare(name: str) -> str:
+    return name.rsplit(".", 1)[-1].strip('"')
+
+
 def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: Workload,
-            old: ServerInfo, new: ServerInfo) -> tuple[list[str], list[str]]:
+            old: ServerInfo, new: ServerInfo, context: Sequence[Finding] = (),
+            ) -> tuple[list[str], list[str]]:
     """Most likely causes of a regression, with the SQL that addresses each."""
     causes: list[str] = []
     fixes: list[str] = []
+    missing = {_bare(f.object): f for f in context if f.kind == "missing_index"}
+    for ch in result.changes:
+        if ch.kind == "index_old_only" and ch.index and ch.index in missing:
+            causes.append(f"index {ch.index}, which OLD's plan uses, is missing on NEW")
+            fixes.append(missing[ch.index].remediation)
     plan_rels = set(relations(result.new.plan)) if result.new.plan else set()
     for rel in sorted(plan_rels & never):
         causes.append(f"{rel} has never been analyzed on NEW")
@@ -281,6 +295,10 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
                 if not fixes:
                     fixes.append(f"-- after fresh statistics, if NEW still prefers it:\n"
                                  f"DROP INDEX CONCURRENTLY {snap.name};")
+    settings = sorted({f.object for f in context if f.kind == "setting_diff" and f.severity != "info"})
+    if settings:
+        causes.append(f"planner settings differ between OLD and NEW: {', '.join(settings[:6])}")
+        fixes.append("-- align them (see the setting_diff findings), then compare again")
     if not causes:
         if old.major != new.major:
             causes.append(f"planner change between PostgreSQL {old.major} and {new.major}")
@@ -290,10 +308,11 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
     return causes, fixes
 
 
-def _statement_findings(results: list[StatementResult], fresh: list[Finding], workload: Workload,
+def _statement_findings(results: list[StatementResult], context: list[Finding], workload: Workload,
                         old: ServerInfo, new: ServerInfo, thresholds: Thresholds) -> list[Finding]:
-    never = {f.object for f in fresh if f.kind == "never_analyzed"}
-    stale = {f.object for f in fresh if f.kind == "stale_stats"}
+    """Findings about statements; ``context`` are the catalog findings that explain them."""
+    never = {f.object for f in context if f.kind == "never_analyzed" and f.severity == "blocker"}
+    stale = {f.object for f in context if f.kind == "stale_stats"}
     out: list[Finding] = []
     for res in results:
         s = res.statement
@@ -301,7 +320,7 @@ def _statement_findings(results: list[StatementResult], fresh: list[Finding], wo
         rate = f"{s.calls:,} calls on OLD"
         dec = res.decisive
         if res.status == "regressed" and dec is not None:
-            causes, fixes = _causes(dec, never, stale, workload, old, new)
+            causes, fixes = _causes(dec, never, stale, workload, old, new, context)
             plan_change = "; ".join(c.detail for c in dec.changes) or "same plan"
             out.append(Finding(
                 "plan_regression", "blocker", obj,
@@ -405,6 +424,19 @@ def _plan_only(stmt: Statement, old_side: _Side, new_side: _Side) -> PlanOnly | 
     return PlanOnly(op, np_, changes, "; ".join(errors) or None)
 
 
+def _used_on_new(results: list[StatementResult], dbname: str, workload: Workload) -> frozenset[str]:
+    """Indexes NEW's plans (custom and generic) used for the statements of one database."""
+    used: set[str] = set()
+    for r in results:
+        if (r.statement.database or workload.source.database) not in (dbname, None):
+            continue
+        for p in r.param_sets:
+            for m in (p.new, p.generic.new if p.generic else None):
+                if m is not None and m.plan:
+                    used.update(indexes_used(m.plan))
+    return frozenset(used)
+
+
 def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thresholds,
           ) -> tuple[list[StatementResult], list[Finding]]:
     """Pure part of the comparison: calls, changes and findings from both sides' records."""
@@ -432,8 +464,13 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
         results.append(StatementResult(stmt, worst.call.status, worst.call.reason, tuple(ps_results)))
     old_rows = {t.name: t.reltuples for t in workload.tables}
     fresh = freshness.evaluate(new_side.tables, thresholds, new_side.info.version_num, old_rows)
-    findings = fresh + _statement_findings(results, fresh, workload, old_side.info, new_side.info,
-                                           thresholds)
+    ready: list[Finding] = []
+    for dbname in sorted(set(old_side.readiness) & set(new_side.readiness)):
+        ready += evaluate_all(old_side.readiness[dbname], new_side.readiness[dbname], thresholds,
+                              _used_on_new(results, dbname, workload))
+    context = fresh + ready
+    findings = merge_findings(context, _statement_findings(results, context, workload, old_side.info,
+                                                           new_side.info, thresholds))
     for err in old_side.check_errors + new_side.check_errors:
         findings.append(Finding(
             "check_incomplete", "blocker", "planguard",

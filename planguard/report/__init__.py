@@ -4,18 +4,23 @@ a self-contained HTML page for reviewers.  Both render from one context object."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from planguard.compare import Comparison
 from planguard.report.html import render_html
-from planguard.report.json import dump_json, to_dict
+from planguard.report.json import check_to_dict, dump_json, to_dict
 
-__all__ = ["dump_json", "render_html", "to_dict", "write_reports"]
+__all__ = ["check_to_dict", "dump_json", "render_html", "to_dict", "write_reports"]
 
 
-def write_reports(comparison: Comparison, html: Path | None, json: Path | None) -> dict[str, Path]:
-    """Write the requested reports (creating folders); returns {"html": path, "json": path}."""
+def write_reports(comparison: Comparison | dict[str, Any], html: Path | None,
+                  json: Path | None) -> dict[str, Path]:
+    """Write the requested reports (creating folders); returns {"html": path, "json": path}.
+
+    ``comparison``: a Comparison, or an already built context (``check_to_dict``).
+    """
     written: dict[str, Path] = {}
-    context = to_dict(comparison)
+    context = comparison if isinstance(comparison, dict) else to_dict(comparison)
     if json is not None:
         json.parent.mkdir(parents=True, exist_ok=True)
         json.write_text(dump_json(context))

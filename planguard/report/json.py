@@ -12,10 +12,13 @@ from typing import Any
 
 from pglast.parser import normalize
 
+from planguard.checks import Finding
+from planguard.checks.readiness import ClusterSnapshot
 from planguard.compare import Comparison, GenericResult, ParamSetResult, PlanOnly, StatementResult
+from planguard.config import Thresholds
 from planguard.diff import STATUSES, Change, Measurement
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
-from planguard.verdict import sort_findings
+from planguard.verdict import Verdict, sort_findings
 
 FORMAT_VERSION = 1
 
@@ -128,6 +131,7 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         counts[r.status] += 1
     return {
         "format_version": FORMAT_VERSION,
+        "kind": "compare",
         "verdict": c.verdict.decision,
         "exit_code": c.verdict.exit_code,
         "reasons": list(c.verdict.reasons),
@@ -150,6 +154,33 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "statements": statements,
         "findings": [asdict(f) for f in sort_findings(c.findings)],
         "tables": [asdict(t) for t in c.tables],
+    }
+
+
+def check_to_dict(findings: list[Finding], verdict: Verdict, old: ClusterSnapshot, new: ClusterSnapshot,
+                  old_dsn: str, new_dsn: str, thresholds: Thresholds, started_at: str,
+                  duration_s: float) -> dict[str, Any]:
+    """The report of ``planguard check``: the same contract, without statements."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "check",
+        "verdict": verdict.decision,
+        "exit_code": verdict.exit_code,
+        "reasons": list(verdict.reasons),
+        "generated_at": started_at,
+        "duration_s": round(duration_s, 2),
+        "repeat": 0,
+        "redacted": False,
+        "thresholds": asdict(thresholds),
+        "old": {"server_version": old.server_version, "server_version_num": old.server_version_num,
+                "dsn": old_dsn, "database": old.database},
+        "new": {"server_version": new.server_version, "server_version_num": new.server_version_num,
+                "dsn": new_dsn, "database": new.database},
+        "workload": None,
+        "summary": {status: 0 for status in STATUSES},
+        "statements": [],
+        "findings": [asdict(f) for f in sort_findings(findings)],
+        "tables": [],
     }
 
 
