@@ -24,6 +24,7 @@ import psycopg
 from psycopg import errors, sql
 
 from planguard import db
+from planguard.checks.readiness import gather_all
 from planguard.errors import CaptureError, InsufficientPrivilege
 from planguard.logparse import LogEntry, read_log
 from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve
@@ -557,6 +558,8 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
             ))
         tables: list[TableSnapshot] = []
         indexes: list[IndexSnapshot] = []
+        recorded = {d: gather_all(conns[d]).to_dict() for d in sorted({s.database for s in statements
+                                                                         if s.database})}
         for dbname in sorted({s.database for s in statements if s.database}):
             t, ix = _snapshots(conns[dbname], sorted({t for s in statements if s.database == dbname
                                                       for t in s.tables}), dbname)
@@ -580,7 +583,7 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
         statements = [replace(s, param_sets=()) if s.bindings else s for s in statements]
         notes.append("captured with --redact: parameter values are sampled again by compare")
     return Workload(source=source, statements=tuple(statements), tables=tuple(tables),
-                    indexes=tuple(indexes), notes=tuple(notes), redacted=redact)
+                    indexes=tuple(indexes), notes=tuple(notes), redacted=redact, catalog=recorded)
 
 
 def _log_index(entries: list[LogEntry]) -> dict[str, list[LogEntry]]:

@@ -206,6 +206,9 @@ def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
           max_scan_mb: int, statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD's and NEW's catalogs: the checklist for minutes before the switch.
 
+    OLD is a DSN, or a workload file captured from it: its catalog as recorded then
+    (production's sequence values and index usage, when OLD is now a replica or gone).
+
     Read-only and fast, no statement is run: statistics (never analyzed, stale,
     coverage), indexes (missing, invalid, unused, duplicate), sequences behind their
     tables, planner settings, extensions and collations.  Each finding comes with the
@@ -222,11 +225,13 @@ def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
     thresholds = load_thresholds(threshold_flags)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
+    recorded = _recorded_old(old_dsn)
     findings, old, new = run_check(old_dsn, new_dsn, thresholds=thresholds,
                                    limits=_limits(statement_timeout, lock_timeout),
-                                   max_scan_bytes=max_scan_mb << 20)
+                                   max_scan_bytes=max_scan_mb << 20, old_snapshot=recorded)
+    old_label = f"catalog recorded in {old_dsn}" if recorded is not None else db.redact_dsn(old_dsn)
     verdict = decide(findings)
-    context = check_to_dict(findings, verdict, old, new, db.redact_dsn(old_dsn), db.redact_dsn(new_dsn),
+    context = check_to_dict(findings, verdict, old, new, old_label, db.redact_dsn(new_dsn),
                             thresholds, started, time.monotonic() - t0)
     paths = write_reports(context, html or Path("reports/check.html"),
                           json_path or Path("reports/check.json"))
@@ -235,6 +240,24 @@ def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
     click.echo(f"{counts['blocker']} blockers, {counts['warning']} warnings, {counts['info']} notes; "
                f"report: {paths['html']}  json: {paths['json']}")
     sys.exit(verdict.exit_code)
+
+
+def _recorded_old(old: str) -> Any:
+    """OLD's catalog as a workload recorded it, when OLD names a workload file (else None)."""
+    path = Path(old)
+    if not (path.suffix == ".json" and path.is_file()):
+        return None
+    from planguard.checks.readiness import ClusterSnapshot
+    from planguard.errors import WorkloadError
+    from planguard.workload import load
+
+    workload = load(path)
+    if not workload.catalog:
+        raise WorkloadError(f"{path} holds no catalog snapshot: capture it again with this planguard")
+    if len(workload.catalog) > 1:
+        raise WorkloadError(f"{path} holds catalogs of {len(workload.catalog)} databases; "
+                            "check them one by one with their DSNs")
+    return ClusterSnapshot.from_dict(next(iter(workload.catalog.values())))
 
 
 def _print_verdict(decision: str, reasons: tuple[str, ...], limit: int = 5) -> None:

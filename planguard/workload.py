@@ -125,6 +125,9 @@ class Workload:
     # Captured with --redact: reports never show values; without --keep-values the file
     # holds none either, and compare samples them from OLD again when it runs.
     redacted: bool = False
+    # OLD's catalog at capture time per database (planguard.checks.readiness.ClusterSnapshot
+    # as a dict): sequence values, planner settings, index usage, statistics.
+    catalog: dict[str, Any] = field(default_factory=dict)
 
     def index(self, name: str, database: str | None = None) -> IndexSnapshot | None:
         """The snapshot of an index by its schema-qualified or bare name (in ``database``)."""
@@ -185,6 +188,7 @@ def from_dict(data: dict[str, Any], origin: str = "workload") -> Workload:
             indexes=_tuple_of(IndexSnapshot, data.get("indexes"), origin),
             notes=tuple(data.get("notes") or ()),
             redacted=bool(data.get("redacted", False)),
+            catalog=dict(data.get("catalog") or {}),
         )
     except (KeyError, TypeError) as exc:
         raise WorkloadError(f"{origin}: malformed workload ({exc!r})") from exc

@@ -56,3 +56,22 @@ def test_check_bad_dsn_is_one_line(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("planguard: error:")
+
+
+def test_check_against_the_catalog_a_workload_recorded(clusters: Pair, dbname: str, olddb: str,
+                                                       newdb: str, tmp_path: Path) -> None:
+    """OLD as captured: its sequences kept moving after the capture, NEW is compared with
+    production's truth at capture time."""
+    load_old(clusters.old, rows=20_000, iterations=50, dbname=dbname)
+    restore_new(clusters.old, clusters.new, tmp_path, dbname=dbname)
+    wl = tmp_path / "w.json"
+    res = subprocess.run([sys.executable, "-m", "planguard.cli", "capture", "--dsn", olddb, "-o", str(wl), "-q"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(wl.read_text())["catalog"][dbname]["sequences"]["sequences"]
+    with psycopg.connect(newdb, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+    code, report = check(str(wl), newdb, tmp_path, "recorded")
+    assert report["old"]["dsn"] == f"catalog recorded in {wl}"
+    assert not [f for f in report["findings"] if f["kind"] == "sequence_behind"], report["findings"]
+    assert code == 0, report["reasons"]

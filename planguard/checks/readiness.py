@@ -177,9 +177,11 @@ def evaluate_all(old: ClusterSnapshot, new: ClusterSnapshot, thresholds: Thresho
 def run_check(old_dsn: str, new_dsn: str, *, thresholds: Thresholds | None = None,
               limits: db.SessionLimits | None = None,
               max_scan_bytes: int = sequences.DEFAULT_MAX_SCAN_BYTES,
+              old_snapshot: ClusterSnapshot | None = None,
               ) -> tuple[list[Finding], ClusterSnapshot, ClusterSnapshot]:
     """Gather both clusters at once (one thread and connection each) and evaluate.
 
+    ``old_snapshot``: OLD as recorded earlier (a workload's catalog) instead of a live read.
     Raises ConnectionFailed / PlanguardError when a cluster cannot be reached.
     """
     thresholds = thresholds or Thresholds()
@@ -189,6 +191,9 @@ def run_check(old_dsn: str, new_dsn: str, *, thresholds: Thresholds | None = Non
         with db.connect(dsn, label=label, limits=limits) as conn:
             return gather_all(conn, max_scan_bytes=max_scan_bytes)
 
+    if old_snapshot is not None:
+        new = side("new", new_dsn)
+        return evaluate_all(old_snapshot, new, thresholds), old_snapshot, new
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="planguard-check") as pool:
         f_old = pool.submit(side, "old", old_dsn)
         f_new = pool.submit(side, "new", new_dsn)
