@@ -85,6 +85,68 @@ class PlanOnly:
 
 
 @dataclass(frozen=True)
+class Impact:
+    """A statement's latency change weighted by its production call rate (Little's law)."""
+
+    calls_per_second: float | None
+    old_ms: float
+    new_ms: float
+
+    @property
+    def delta_ms(self) -> float:
+        return self.new_ms - self.old_ms
+
+    @property
+    def extra_sessions(self) -> float | None:
+        """Average active sessions added at production rates: calls/s x extra seconds per call."""
+        if self.calls_per_second is None:
+            return None
+        return self.calls_per_second * self.delta_ms / 1000
+
+    @property
+    def extra_db_seconds_per_hour(self) -> float | None:
+        extra = self.extra_sessions
+        return None if extra is None else extra * 3600
+
+
+@dataclass(frozen=True)
+class WorkloadImpact:
+    """The whole workload's database load at production rates, OLD against NEW."""
+
+    old_sessions: float
+    new_sessions: float
+    statements: int  # statements with a known call rate
+    without_rate: int
+
+    @property
+    def delta_sessions(self) -> float:
+        return self.new_sessions - self.old_sessions
+
+
+def impact_of(stmt: Statement, p: ParamSetResult | None) -> Impact | None:
+    if p is None or p.old.median_ms is None or p.new.median_ms is None:
+        return None
+    return Impact(stmt.calls_per_second, p.old.median_ms, p.new.median_ms)
+
+
+def workload_impact(results: Sequence[StatementResult]) -> WorkloadImpact:
+    """Average active sessions of the workload on each side (typical parameters, custom plans)."""
+    old = new = 0.0
+    counted = missing = 0
+    for r in results:
+        imp = impact_of(r.statement, r.param_sets[0] if r.param_sets else None)
+        if imp is None:
+            continue
+        if imp.calls_per_second is None:
+            missing += 1
+            continue
+        counted += 1
+        old += imp.calls_per_second * imp.old_ms / 1000
+        new += imp.calls_per_second * imp.new_ms / 1000
+    return WorkloadImpact(old, new, counted, missing)
+
+
+@dataclass(frozen=True)
 class StatementResult:
     statement: Statement
     status: str
@@ -120,6 +182,7 @@ class Comparison:
     duration_s: float
     tables: tuple[freshness.TableStats, ...] = ()
     redacted: bool = False
+    impact: WorkloadImpact | None = None
 
 
 def mask_quoted(message: str) -> str:
@@ -208,14 +271,15 @@ def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.
             if side.info is None:
                 side.info = ServerInfo(label, db.server_version(conn), db.server_version_num(conn),
                                        db.redact_dsn(dsn))
+            if readiness:
+                # Before any statement runs: rolled-back INSERTs still draw sequence values.
+                side.readiness[str(conn.info.dbname)] = gather_all(conn)
             for stmt in todo:
                 done += 1
                 if progress:
                     progress(f"{label}: [{done}/{len(workload.statements)}] {stmt.short_id} "
                              f"{stmt.query[:60]!r}")
                 _run_statement(conn, side, stmt, repeat, generic)
-            if readiness:
-                side.readiness[str(conn.info.dbname)] = gather_all(conn)
             if check_tables:
                 touched = {t for s in todo for t in s.tables}
                 touched |= {rel for (key, _, _), runs in side.runs.items()
@@ -322,11 +386,19 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
         if res.status == "regressed" and dec is not None:
             causes, fixes = _causes(dec, never, stale, workload, old, new, context)
             plan_change = "; ".join(c.detail for c in dec.changes) or "same plan"
+            severity, load = _load_text(impact_of(s, dec), thresholds, dec.label)
             out.append(Finding(
-                "plan_regression", "blocker", obj,
+                "plan_regression", severity, obj,
                 f"{obj} ({rate}) regressed with parameters '{dec.label}': {dec.call.reason}. "
-                f"Plan: {plan_change}. Likely cause: {'; '.join(causes)}.",
+                f"{load} Plan: {plan_change}. Likely cause: {'; '.join(causes)}.",
                 "\n".join(dict.fromkeys(fixes)),
+            ))
+        elif res.status == "unstable" and dec is not None:
+            out.append(Finding(
+                "unstable_timing", "warning", obj,
+                f"{obj} ({rate}) with parameters '{dec.label}': {dec.call.reason}. The timings vary "
+                "too much to call it a regression; the plan and buffers did not change enough to.",
+                "-- run compare again when both clusters are quiet, or with a higher --repeat",
             ))
         elif res.status == "error" and dec is not None:
             new_only = dec.new.error is not None and dec.old.error is None
@@ -362,6 +434,19 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
             ))
         out.extend(_generic_findings(res, obj, rate, thresholds))
     return out
+
+
+def _load_text(imp: Impact | None, thresholds: Thresholds, label: str) -> tuple[str, str]:
+    """Severity of a regression from its load at production rates, and the sentence saying so."""
+    if imp is None or imp.extra_sessions is None:
+        return "blocker", "Its call rate is unknown (no statistics window), so it blocks."
+    extra = imp.extra_sessions
+    text = (f"At {imp.calls_per_second:,.2f} calls/s, if every call behaved like '{label}', NEW adds "
+            f"{extra:,.3f} average active sessions ({imp.extra_db_seconds_per_hour or 0:,.0f} s of "
+            "database time per hour)")
+    if extra >= thresholds.impact_block_aas:
+        return "blocker", text + "."
+    return "warning", text + f": below the {thresholds.impact_block_aas} sessions that block."
 
 
 def _generic_findings(res: StatementResult, obj: str, rate: str, thresholds: Thresholds) -> list[Finding]:
@@ -502,14 +587,58 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
         f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, True, progress,
                             generic, redact)
         old_side, new_side = f_old.result(), f_new.result()
+        rounds = 0
+        while (todo := _uncertain(old_side, new_side, thresholds)) and rounds < 3:
+            rounds += 1
+            extra = min(repeat, thresholds.max_runs - max(len(old_side.runs[k]) for k in todo))
+            if extra <= 0:
+                break
+            if progress:
+                progress(f"measuring {len(todo)} uncertain statement(s) again: {extra} more runs each")
+            more = [pool.submit(_measure_more, label, dsn, workload, todo, extra, limits, side)
+                    for label, dsn, side in (("old", old_dsn, old_side), ("new", new_dsn, new_side))]
+            for f in more:
+                f.result()
     results, findings = judge(workload, old_side, new_side, thresholds)
     assert old_side.info and new_side.info
     return Comparison(
         old=old_side.info, new=new_side.info, workload=workload, statements=tuple(results),
         findings=tuple(findings), verdict=decide(findings), thresholds=thresholds, repeat=repeat,
         started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
-        tables=new_side.tables, redacted=redact,
+        tables=new_side.tables, redacted=redact, impact=workload_impact(results),
     )
+
+
+def _uncertain(old: _Side, new: _Side, thresholds: Thresholds) -> set[Key]:
+    """Runs whose call is ``unstable``: worth measuring again (pure)."""
+    summary = _summaries(old, new)
+    out: set[Key] = set()
+    for key in set(old.runs) & set(new.runs):
+        o, n = summary.get((*key, "old")), summary.get((*key, "new"))
+        if o and n and classify(o, n, thresholds).status == "unstable":
+            out.add(key)
+    return out
+
+
+def _measure_more(label: str, dsn: str, workload: Workload, keys: set[Key], extra: int,
+                  limits: db.SessionLimits, side: _Side) -> None:
+    """Add ``extra`` runs (no warm-up: the statement just ran) for ``keys`` on one cluster."""
+    by_key = {s.key: s for s in workload.statements}
+    databases = workload.databases or (None,)
+    multi = len(databases) > 1
+    for dbname in databases:
+        mine = [k for k in sorted(keys) if (by_key[k[0]].database or workload.source.database) == dbname]
+        if not mine:
+            continue
+        with db.connect(db.with_dbname(dsn, dbname, override=multi), label=label, limits=limits) as conn:
+            for key in mine:
+                stmt = by_key[key[0]]
+                values = next(p.values for p in param_sets_of(stmt) if p.label == key[1])
+                run = measure_generic if key[2] == "generic" else measure
+                try:
+                    side.runs[key] = side.runs[key] + run(conn, stmt.query, values, extra, warmup=0)
+                except QueryFailed:
+                    continue  # keep what was measured; the call stays as it is
 
 
 def plan_indexes(m: Measurement) -> tuple[str, ...]:

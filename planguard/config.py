@@ -23,10 +23,16 @@ class Thresholds:
     """When a difference between OLD and NEW counts.
 
     A statement *regressed* when NEW's median execution time is at least
-    ``time_ratio`` times OLD's **and** at least ``min_time_delta_ms`` slower, or when
-    its median shared buffers (hit + read, plus temp) are at least ``buffers_ratio``
-    times OLD's **and** at least ``min_buffers_delta`` more.  The floors keep
-    sub-millisecond noise from ever blocking a cutover.
+    ``time_ratio`` times OLD's **and** at least ``min_time_delta_ms`` slower **and** the
+    runs say so (one-sided Mann-Whitney U below ``alpha``), or when its median buffers
+    (shared hit + read, plus temp: deterministic, no test needed) are at least
+    ``buffers_ratio`` times OLD's **and** at least ``min_buffers_delta`` more.  The
+    floors keep sub-millisecond noise from ever blocking a cutover; a time difference
+    the runs cannot confirm is ``unstable``, measured again up to ``max_runs`` runs.
+
+    A regression blocks when it adds ``impact_block_aas`` average active sessions or
+    more at production call rates (Little's law), or when the rate is unknown; a
+    smaller one warns.
 
     The readiness checks' thresholds (``planguard.checks.readiness``) follow; each
     says which finding kind it tunes.
@@ -36,6 +42,12 @@ class Thresholds:
     min_time_delta_ms: float = 1.0
     buffers_ratio: float = 2.0
     min_buffers_delta: int = 1000
+    # significance of a time difference (one-sided Mann-Whitney U over the measured runs)
+    alpha: float = 0.01
+    # runs per statement and side at most, counting the adaptive re-measurements
+    max_runs: int = 20
+    # added average active sessions (calls/s x extra seconds) from which a regression blocks
+    impact_block_aas: float = 0.05
     # stale_stats: rows modified since the last ANALYZE, relative to the table's rows.
     stale_mod_fraction: float = 0.2
     # stale_stats: NEW's row estimate (reltuples) is this many times OLD's, or OLD's is

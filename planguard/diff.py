@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from scipy.stats import mannwhitneyu
+
 from planguard.config import Thresholds
 from planguard.plan import JOIN_NODES, Plan, PlanNode, shape_fingerprint
 
-STATUSES = ("regressed", "error", "plan_changed", "improved", "unchanged", "skipped")
+STATUSES = ("regressed", "error", "unstable", "plan_changed", "improved", "unchanged", "skipped")
 # Order of severity when a statement's parameter sets disagree: the worst one speaks.
 SEVERITY = {s: i for i, s in enumerate(STATUSES)}
 
@@ -219,16 +221,21 @@ def _worse(new: float, old: float, ratio: float, floor: float) -> bool:
     return new >= old * ratio and new - old >= floor
 
 
-def _separated(slow: tuple[float, ...], fast: tuple[float, ...]) -> bool:
-    """Every run of ``slow`` took longer than every run of ``fast``.
+MIN_RUNS_FOR_TEST = 3
 
-    Time is noisy; a median ratio alone can cross the threshold by chance.  Complete
-    separation is a rank test (Mann-Whitney U = 0): for 5 runs against 5 it happens
-    by chance with probability 1/252.  Without per-run times it is not required.
+
+def p_slower(slow: tuple[float, ...], fast: tuple[float, ...]) -> float | None:
+    """One-sided Mann-Whitney U: the probability of runs this separated if nothing changed.
+
+    None when either side has fewer than MIN_RUNS_FOR_TEST runs (no test possible;
+    the ratio and floor decide alone).  For 5 runs against 5, complete separation gives
+    p = 1/252 = 0.004, one overlap 0.008.
     """
-    if not slow or not fast:
-        return True
-    return min(slow) > max(fast)
+    if len(slow) < MIN_RUNS_FOR_TEST or len(fast) < MIN_RUNS_FOR_TEST:
+        return None
+    if len(set(slow) | set(fast)) == 1:
+        return 1.0
+    return float(mannwhitneyu(slow, fast, alternative="greater").pvalue)
 
 
 @dataclass(frozen=True)
@@ -240,12 +247,14 @@ class Call:
 
 
 def classify(old: Measurement, new: Measurement, t: Thresholds) -> Call:
-    """Status of one parameter set from both sides' medians.
+    """Status of one parameter set from both sides' runs.
 
-    regressed: NEW is slower by ``time_ratio`` and ``min_time_delta_ms`` with every NEW
-    run slower than every OLD run (time is noisy; see ``_separated``), or reads
-    ``buffers_ratio`` times and ``min_buffers_delta`` more buffers; improved is the
-    mirror image; plan_changed: a different plan within the thresholds.
+    regressed: NEW reads ``buffers_ratio`` times and ``min_buffers_delta`` more buffers
+    (deterministic), or its median time is ``time_ratio`` times and ``min_time_delta_ms``
+    more and the runs confirm it (one-sided Mann-Whitney U below ``alpha``).  A time
+    difference beyond the thresholds that the runs do not confirm is ``unstable``:
+    compare measures it again, and reports it as unstable, never as a regression.
+    improved is the mirror image; plan_changed: a different plan within the thresholds.
     """
     if not new.ok and not old.ok:
         return Call("error", f"fails on both clusters: {new.error}")
@@ -257,14 +266,24 @@ def classify(old: Measurement, new: Measurement, t: Thresholds) -> Call:
     ob, nb = old.buffers or 0, new.buffers or 0
     om, nm = old.median_ms, new.median_ms
     why: list[str] = []
-    if _worse(nm, om, t.time_ratio, t.min_time_delta_ms) and _separated(new.times_ms, old.times_ms):
-        why.append(f"median time {om:.2f} → {nm:.2f} ms ({nm / max(om, 1e-3):.1f}×)")
+    doubt: str | None = None
+    if _worse(nm, om, t.time_ratio, t.min_time_delta_ms):
+        p = p_slower(new.times_ms, old.times_ms)
+        text = f"median time {om:.2f} → {nm:.2f} ms ({nm / max(om, 1e-3):.1f}×"
+        if p is None or p < t.alpha:
+            why.append(text + (f", p={p:.3f})" if p is not None else ")"))
+        else:
+            doubt = text + f", p={p:.3f} over {len(old.times_ms)}+{len(new.times_ms)} runs: not significant)"
     if _worse(nb, ob, t.buffers_ratio, t.min_buffers_delta):
         why.append(f"buffers {ob} → {nb} ({nb / max(ob, 1):.1f}×)")
     if why:
         return Call("regressed", "; ".join(why))
-    if ((_worse(om, nm, t.time_ratio, t.min_time_delta_ms) and _separated(old.times_ms, new.times_ms))
-            or _worse(ob, nb, t.buffers_ratio, t.min_buffers_delta)):
+    if doubt:
+        return Call("unstable", doubt)
+    faster = _worse(om, nm, t.time_ratio, t.min_time_delta_ms)
+    p_fast = p_slower(old.times_ms, new.times_ms) if faster else None
+    confirmed = faster and (p_fast is None or p_fast < t.alpha)
+    if confirmed or _worse(ob, nb, t.buffers_ratio, t.min_buffers_delta):
         return Call("improved", f"median time {om:.2f} → {nm:.2f} ms, buffers {ob} → {nb}")
     if old.plan_fingerprint != new.plan_fingerprint:
         return Call("plan_changed", "different plan, cost within thresholds")

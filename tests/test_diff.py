@@ -81,23 +81,32 @@ def test_errors_say_which_side() -> None:
     assert classify(bad, bad, T).reason.startswith("fails on both")
 
 
-def test_time_only_regression_needs_every_run_slower() -> None:
-    """A 2.5x median from noise: one NEW run is as fast as OLD's, so no regression."""
-    old = Measurement(median_ms=10.0, shared_buffers=100, temp_buffers=0, runs=5,
-                      plan=parse_plan(plan_fixture("pg18_tenant_list")), times_ms=(9, 10, 10, 11, 30))
-    noisy = Measurement(median_ms=25.0, shared_buffers=100, temp_buffers=0, runs=5,
-                        plan=old.plan, times_ms=(10.5, 24, 25, 26, 27))
-    assert classify(old, noisy, T).status == "unchanged"
-    slow = Measurement(median_ms=25.0, shared_buffers=100, temp_buffers=0, runs=5,
-                       plan=old.plan, times_ms=(31, 24.5, 25, 26, 27))
-    assert classify(old, slow, T).status == "unchanged"  # OLD's outlier (30) overlaps
-    clean_old = Measurement(median_ms=10.0, shared_buffers=100, temp_buffers=0, runs=5,
-                            plan=old.plan, times_ms=(9, 10, 10, 11, 12))
-    assert classify(clean_old, slow, T).status == "regressed"
-    # Buffers are deterministic: no separation needed.
-    more = Measurement(median_ms=10.0, shared_buffers=5000, temp_buffers=0, runs=5,
-                       plan=old.plan, times_ms=(9, 10, 10, 11, 12))
+def _runs(median: float, times: tuple[float, ...], buffers: int = 100) -> Measurement:
+    return Measurement(median_ms=median, shared_buffers=buffers, temp_buffers=0, runs=len(times),
+                       plan=parse_plan(plan_fixture("pg18_tenant_list")), times_ms=times)
+
+
+def test_time_differences_need_the_runs_to_confirm_them() -> None:
+    """Mann-Whitney U on the runs: a median ratio the runs do not support is unstable."""
+    old = _runs(10.0, (9, 10, 10, 11, 30))  # one outlier on OLD
+    noisy = _runs(25.0, (10.5, 24, 25, 26, 27))
+    call = classify(old, noisy, T)
+    assert call.status == "unstable" and "not significant" in call.reason
+    clean_old = _runs(10.0, (9, 10, 10, 11, 12))
+    slow = _runs(25.0, (31, 24.5, 25, 26, 27))
+    call = classify(clean_old, slow, T)
+    assert call.status == "regressed" and "p=0.00" in call.reason  # 5 vs 5, separated: p = 0.004
+    # Buffers are deterministic: no test needed.
+    more = _runs(10.0, (9, 10, 10, 11, 12), buffers=5000)
     assert classify(clean_old, more, T).status == "regressed"
+    # Too few runs for a test: the ratio and floor decide.
+    assert classify(_runs(10.0, (10, 10)), _runs(25.0, (25, 25)), T).status == "regressed"
+
+
+def test_improvement_also_needs_confirmation() -> None:
+    assert classify(_runs(25.0, (10.5, 24, 25, 26, 27)), _runs(10.0, (9, 10, 10, 11, 30)), T).status \
+        in ("unchanged", "plan_changed")
+    assert classify(_runs(25.0, (24, 25, 25, 26, 27)), _runs(10.0, (9, 10, 10, 11, 12)), T).status == "improved"
 
 
 def test_thresholds_are_respected() -> None:
@@ -169,3 +178,47 @@ def test_spill_on_new_only() -> None:
     changes = runtime_changes(parse_plan(plan_fixture("pg18_hash_join_agg")),
                               parse_plan(plan_fixture("pg18_hash_spill")))
     assert any(c.kind == "spill" and "hash spilled" in c.detail for c in changes)
+
+
+def test_impact_decides_between_blocker_and_warning() -> None:
+    from planguard.compare import Impact, _load_text
+
+    busy = Impact(calls_per_second=500.0, old_ms=1.0, new_ms=3.0)  # 3x on a hot statement
+    nightly = Impact(calls_per_second=1 / 86400, old_ms=10_000.0, new_ms=30_000.0)  # 3x on a report
+    assert busy.extra_sessions == pytest.approx(1.0)
+    assert _load_text(busy, T, "typical")[0] == "blocker"
+    severity, text = _load_text(nightly, T, "typical")
+    assert severity == "warning" and "below the 0.05 sessions" in text
+    assert _load_text(Impact(None, 1.0, 3.0), T, "typical")[0] == "blocker"  # unknown rate
+
+
+def test_workload_impact_is_littles_law() -> None:
+    from planguard.compare import ParamSetResult, StatementResult, workload_impact
+    from planguard.diff import Call
+    from planguard.workload import Statement
+
+    def result(rate: float | None, old_ms: float, new_ms: float) -> StatementResult:
+        p = ParamSetResult("typical", (), Measurement(median_ms=old_ms), Measurement(median_ms=new_ms),
+                           Call("unchanged", ""), ())
+        return StatementResult(Statement("f", "q", "select", calls_per_second=rate), "unchanged", "", (p,))
+
+    w = workload_impact([result(100.0, 2.0, 4.0), result(10.0, 50.0, 40.0), result(None, 1.0, 9.0)])
+    assert w.old_sessions == pytest.approx(100 * 0.002 + 10 * 0.05)
+    assert w.new_sessions == pytest.approx(100 * 0.004 + 10 * 0.04)
+    assert (w.statements, w.without_rate) == (2, 1)
+
+
+def test_only_uncertain_runs_are_measured_again() -> None:
+    from planguard.compare import _uncertain
+    from planguard.explain import Run
+
+    plan = parse_plan(plan_fixture("pg18_tenant_list"))
+
+    def runs(times: tuple[float, ...]) -> list:  # type: ignore[type-arg]
+        return [Run(t, 0.1, 10, 0, plan) for t in times]
+
+    old = _side_with({("a", "typical", "custom"): runs((9, 10, 10, 11, 30)),
+                      ("b", "typical", "custom"): runs((9, 10, 10, 11, 12))}, {})
+    new = _side_with({("a", "typical", "custom"): runs((10.5, 24, 25, 26, 27)),   # noisy: unstable
+                      ("b", "typical", "custom"): runs((31, 24.5, 25, 26, 27))}, {})  # clear: regressed
+    assert _uncertain(old, new, T) == {("a", "typical", "custom")}

@@ -138,4 +138,6 @@ def test_finding_severity_is_checked() -> None:
 
 
 def test_default_thresholds_are_the_documented_ones() -> None:
-    assert Thresholds() == Thresholds(2.0, 1.0, 2.0, 1000, 0.2)
+    t = Thresholds()
+    assert (t.time_ratio, t.min_time_delta_ms, t.buffers_ratio, t.min_buffers_delta) == (2.0, 1.0, 2.0, 1000)
+    assert (t.alpha, t.max_runs, t.impact_block_aas, t.stale_mod_fraction) == (0.01, 20, 0.05, 0.2)

@@ -14,7 +14,15 @@ from pglast.parser import normalize
 
 from planguard.checks import Finding
 from planguard.checks.readiness import ClusterSnapshot
-from planguard.compare import Comparison, GenericResult, ParamSetResult, PlanOnly, StatementResult
+from planguard.compare import (
+    Comparison,
+    GenericResult,
+    Impact,
+    ParamSetResult,
+    PlanOnly,
+    StatementResult,
+    impact_of,
+)
 from planguard.config import Thresholds
 from planguard.diff import STATUSES, Change, Measurement
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
@@ -98,6 +106,15 @@ def _ratio(p: ParamSetResult | None) -> float | None:
     return round(p.new.median_ms / max(p.old.median_ms, 1e-3), 2)
 
 
+def _impact(imp: Impact | None) -> dict[str, Any] | None:
+    if imp is None:
+        return None
+    return {"calls_per_second": imp.calls_per_second, "delta_ms": round(imp.delta_ms, 3),
+            "extra_active_sessions": None if imp.extra_sessions is None else round(imp.extra_sessions, 4),
+            "extra_db_seconds_per_hour": None if imp.extra_db_seconds_per_hour is None
+            else round(imp.extra_db_seconds_per_hour, 1)}
+
+
 def _statement(r: StatementResult, redact: bool) -> dict[str, Any]:
     s = r.statement
     dec = r.decisive
@@ -118,6 +135,7 @@ def _statement(r: StatementResult, redact: bool) -> dict[str, Any]:
         "new": _side(dec.new, redact) if dec else empty,
         "changes": _changes(dec.changes if dec else ()),
         "generic_status": r.generic_status,
+        "impact": _impact(impact_of(s, r.param_sets[0] if r.param_sets else None)),
         "param_sets": [_param_set(p, redact) for p in r.param_sets],
         "plan_only": _plan_only(r.plan_only, redact),
     }
@@ -151,6 +169,13 @@ def to_dict(c: Comparison) -> dict[str, Any]:
             "statements": len(c.workload.statements),
         },
         "summary": counts,
+        "impact": None if c.impact is None else {
+            "active_sessions_old": round(c.impact.old_sessions, 4),
+            "active_sessions_new": round(c.impact.new_sessions, 4),
+            "delta_active_sessions": round(c.impact.delta_sessions, 4),
+            "statements_with_rate": c.impact.statements,
+            "statements_without_rate": c.impact.without_rate,
+        },
         "statements": statements,
         "findings": [asdict(f) for f in sort_findings(c.findings)],
         "tables": [asdict(t) for t in c.tables],
@@ -178,6 +203,7 @@ def check_to_dict(findings: list[Finding], verdict: Verdict, old: ClusterSnapsho
                 "dsn": new_dsn, "database": new.database},
         "workload": None,
         "summary": {status: 0 for status in STATUSES},
+        "impact": None,
         "statements": [],
         "findings": [asdict(f) for f in sort_findings(findings)],
         "tables": [],
