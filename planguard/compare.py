@@ -335,6 +335,12 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
     causes: list[str] = []
     fixes: list[str] = []
     missing = {_bare(f.object): f for f in context if f.kind == "missing_index"}
+    extra = {_bare(f.object): f for f in context if f.kind == "extra_index"}
+    for ch in result.changes:
+        if ch.kind == "index_new_only" and ch.index and ch.index in extra:
+            causes.append(f"NEW's plan uses index {ch.index}, which exists on NEW only")
+            fixes.append("-- if it was not meant to be there:\n"
+                         f"DROP INDEX CONCURRENTLY {extra[ch.index].object};")
     for ch in result.changes:
         if ch.kind == "index_old_only" and ch.index and ch.index in missing:
             causes.append(f"index {ch.index}, which OLD's plan uses, is missing on NEW")
@@ -470,6 +476,23 @@ def _generic_findings(res: StatementResult, obj: str, rate: str, thresholds: Thr
             break
     for p in res.param_sets:
         g = p.generic
+        if g is None or not g.auto_new or g.auto_old is not False or not g.new.ok:
+            continue
+        # OLD's plan cache keeps custom plans, NEW's switches to the generic one: the
+        # application gets OLD's custom plan before and NEW's generic plan after.
+        flip = classify(p.old, g.new, thresholds)
+        if flip.status == "regressed":
+            out.append(Finding(
+                "generic_plan_regression", "blocker", obj,
+                f"{obj} ({rate}) as a prepared statement: OLD's plan cache keeps custom plans but "
+                f"NEW's switches to the generic plan after 5 executions (a different plan_cache_mode "
+                f"or cost estimates), and with parameters '{p.label}' that is slower: {flip.reason}.",
+                "-- find why NEW prefers the generic plan (plan_cache_mode setting? statistics?):\n"
+                "ALTER ROLE <app_role> SET plan_cache_mode = auto;  -- or force_custom_plan",
+            ))
+            return out
+    for p in res.param_sets:
+        g = p.generic
         if g is None or g.call.status != "regressed":
             continue
         picks = {True: "NEW's plan cache switches to this generic plan after 5 executions",
@@ -507,6 +530,15 @@ def _plan_only(stmt: Statement, old_side: _Side, new_side: _Side) -> PlanOnly | 
     np_ = n if isinstance(n, Plan) else None
     changes = diff_plans(op, np_) if op and np_ else ()
     return PlanOnly(op, np_, changes, "; ".join(errors) or None)
+
+
+def _database_pairs(old: dict[str, ClusterSnapshot], new: dict[str, ClusterSnapshot],
+                    ) -> list[tuple[str, str]]:
+    """OLD's and NEW's databases to compare: the only one on each side whatever their names
+    (``app`` may be restored as ``app_v2``), else by name."""
+    if len(old) == 1 and len(new) == 1:
+        return [(next(iter(old)), next(iter(new)))]
+    return [(name, name) for name in sorted(set(old) & set(new))]
 
 
 def _used_on_new(results: list[StatementResult], dbname: str, workload: Workload) -> frozenset[str]:
@@ -550,9 +582,9 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
     old_rows = {t.name: t.reltuples for t in workload.tables}
     fresh = freshness.evaluate(new_side.tables, thresholds, new_side.info.version_num, old_rows)
     ready: list[Finding] = []
-    for dbname in sorted(set(old_side.readiness) & set(new_side.readiness)):
-        ready += evaluate_all(old_side.readiness[dbname], new_side.readiness[dbname], thresholds,
-                              _used_on_new(results, dbname, workload))
+    for old_db, new_db in _database_pairs(old_side.readiness, new_side.readiness):
+        ready += evaluate_all(old_side.readiness[old_db], new_side.readiness[new_db], thresholds,
+                              _used_on_new(results, old_db, workload))
     context = fresh + ready
     findings = merge_findings(context, _statement_findings(results, context, workload, old_side.info,
                                                            new_side.info, thresholds))

@@ -116,11 +116,13 @@ def _literals(values: tuple[str | None, ...]) -> sql.Composable:
 
 
 @contextlib.contextmanager
-def prepared(conn: psycopg.Connection, query: str, cache_mode: str) -> Iterator[str]:
-    """``PREPARE`` the statement under ``plan_cache_mode``; deallocated and reset afterwards."""
+def prepared(conn: psycopg.Connection, query: str, cache_mode: str | None) -> Iterator[str]:
+    """``PREPARE`` the statement under ``plan_cache_mode`` (None: the session's own, as the
+    application gets it from the database and role settings); deallocated and reset afterwards."""
     name = f"planguard_{next(_counter)}"
     try:
-        conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(cache_mode)))
+        if cache_mode is not None:
+            conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(cache_mode)))
         conn.execute(sql.SQL(MARK + "PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
     except psycopg.Error as exc:
         conn.execute("RESET plan_cache_mode")
@@ -168,15 +170,16 @@ def measure_generic(conn: psycopg.Connection, query: str, values: tuple[str | No
 
 def auto_chooses_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
                          server_version_num: int) -> bool | None:
-    """Would the plan cache (``plan_cache_mode = auto``) switch this statement to its generic plan?
+    """Would this cluster's plan cache switch the statement to its generic plan?
 
-    Plans (never executes) the statement six times with these values, as a driver that
-    prepares statements would, then reads ``pg_prepared_statements.generic_plans``
-    (PostgreSQL 14+; None before).
+    Under the session's own ``plan_cache_mode`` (what the application gets: ``auto``
+    unless a database or role setting says otherwise), plans (never executes) the
+    statement six times with these values, as a driver that prepares statements would,
+    then reads ``pg_prepared_statements.generic_plans`` (PostgreSQL 14+; None before).
     """
     if server_version_num < 140000:
         return None
-    with prepared(conn, query, "auto") as name:
+    with prepared(conn, query, None) as name:
         for _ in range(6):
             _explain_execute(conn, name, values, rollback_only=True, analyze=False)
         row = conn.execute("SELECT generic_plans FROM pg_prepared_statements WHERE name = %s",

@@ -146,9 +146,12 @@ def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
         assert results[0].status == "unchanged" and results[0].generic_status == "regressed"
         kinds = {f.kind: f.severity for f in findings}
         assert kinds["generic_plan_regression"] == severity
+    # Both plan caches switch to the same generic plan, NEW's only runs slower: a warning.
+    both_generic = _side_with({("fp", "typical", "custom"): runs(good, 0.05, 5),
+                               ("fp", "typical", "generic"): runs(good, 0.05, 5)}, {"fp": True})
     same_plan_slower = _side_with({("fp", "typical", "custom"): runs(good, 0.05, 5),
                                    ("fp", "typical", "generic"): runs(good, 5.0, 5)}, {"fp": True})
-    _, findings = judge(wl, old, same_plan_slower, T)
+    _, findings = judge(wl, both_generic, same_plan_slower, T)
     assert {f.kind: f.severity for f in findings}["generic_plan_regression"] == "warning"
 
 
@@ -178,6 +181,27 @@ def test_spill_on_new_only() -> None:
     changes = runtime_changes(parse_plan(plan_fixture("pg18_hash_join_agg")),
                               parse_plan(plan_fixture("pg18_hash_spill")))
     assert any(c.kind == "spill" and "hash spilled" in c.detail for c in changes)
+
+
+def test_custom_to_generic_flip_is_a_blocker() -> None:
+    """OLD's plan cache keeps custom plans, NEW's switches to a generic plan that is slower."""
+    from planguard.compare import judge
+    from planguard.explain import Run
+    from planguard.workload import ParamSet, Source, Statement, Workload
+
+    good = parse_plan(plan_fixture("pg18_tenant_list"))
+    bad = parse_plan(plan_fixture("pg18_tenant_list_unanalyzed"))
+
+    def runs(plan, ms: float, bufs: int) -> list:  # type: ignore[no-untyped-def]
+        return [Run(ms + i * 0.001, 0.1, bufs, 0, plan) for i in range(5)]
+
+    stmt = Statement("fp", "SELECT ... WHERE tenant_id = $1", "select", calls=10,
+                     param_sets=(ParamSet("typical", ("1",)),))
+    wl = Workload(Source("x", 0, "db", "", "t"), (stmt,))
+    same = {("fp", "typical", "custom"): runs(good, 0.05, 5), ("fp", "typical", "generic"): runs(bad, 35.0, 1955)}
+    _, findings = judge(wl, _side_with(same, {"fp": False}), _side_with(same, {"fp": True}), T)
+    flips = [f for f in findings if f.kind == "generic_plan_regression"]
+    assert flips and flips[0].severity == "blocker" and "OLD's plan cache keeps custom plans" in flips[0].message
 
 
 def test_impact_decides_between_blocker_and_warning() -> None:
