@@ -154,6 +154,9 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @click.option("--redact", is_flag=True,
               help="Reports show no parameter values and no constants in plans (always on for "
                    "a workload captured with --redact).")
+@click.option("--check-results", is_flag=True,
+              help="Also check that NEW returns the same rows (count and checksum, computed on "
+                   "the server) for every SELECT; meaningful when both hold the same data.")
 @click.option("--generic/--no-generic", default=True, show_default=True,
               help="Also measure each statement's generic plan (what a prepared statement may "
                    "switch to after 5 executions) and whether the plan cache would pick it.")
@@ -161,7 +164,8 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @_safety_options
 @handle_errors
 def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
-            json_path: Path | None, repeat: int, redact: bool, generic: bool, quiet: bool,
+            json_path: Path | None, repeat: int, check_results: bool, redact: bool, generic: bool,
+            quiet: bool,
             statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD and NEW on a workload and print GO or NO-GO.
 
@@ -182,7 +186,7 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
     json_path = json_path or Path("reports") / f"{stem}.json"
     result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
                         limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
-                        generic=generic, redact=redact)
+                        generic=generic, redact=redact, check_results=check_results)
     paths = write_reports(result, html, json_path)
     _print_verdict(result.verdict.decision, result.verdict.reasons)
     click.echo(f"report: {paths['html']}  json: {paths['json']}")

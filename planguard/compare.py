@@ -23,15 +23,17 @@ from planguard.checks.readiness import ClusterSnapshot, evaluate_all, gather_all
 from planguard.config import Thresholds
 from planguard.diff import SEVERITY, Call, Change, Measurement, classify, diff_plans, runtime_changes
 from planguard.explain import (
+    Digest,
     QueryFailed,
     Run,
     auto_chooses_generic,
     measure,
     measure_generic,
     plan_only,
+    result_digest,
 )
 from planguard.explain import reason as _reason
-from planguard.params import ParseFailure, analyze
+from planguard.params import ParseFailure, analyze, result_shape
 from planguard.plan import Plan, indexes_used, relations, shape_fingerprint
 from planguard.verdict import Verdict, decide
 from planguard.workload import ParamSet, Statement, Workload
@@ -64,6 +66,31 @@ class GenericResult:
 
 
 @dataclass(frozen=True)
+class ResultCheck:
+    """Whether NEW returns what OLD returns for one parameter set (``--check-results``)."""
+
+    old: Digest | str  # a digest, or why there is none
+    new: Digest | str
+    ordered: bool
+    deterministic: bool
+
+    @property
+    def outcome(self) -> str:
+        """same, different_count, different_rows, different_order, or not_compared."""
+        if isinstance(self.old, str) or isinstance(self.new, str):
+            return "not_compared"
+        if self.old.rows != self.new.rows:
+            return "different_count"
+        if not self.deterministic:
+            return "same"  # arbitrary rows (LIMIT without ORDER BY, now(), random()): counts only
+        if self.old.unordered != self.new.unordered:
+            return "different_rows"
+        if self.ordered and self.old.ordered != self.new.ordered:
+            return "different_order"
+        return "same"
+
+
+@dataclass(frozen=True)
 class ParamSetResult:
     label: str
     values: tuple[str | None, ...]
@@ -72,6 +99,7 @@ class ParamSetResult:
     call: Call
     changes: tuple[Change, ...]
     generic: GenericResult | None = None
+    results: ResultCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +231,7 @@ class _Side:
     tables: tuple[freshness.TableStats, ...] = ()
     check_errors: list[str] = field(default_factory=list)
     readiness: dict[str, ClusterSnapshot] = field(default_factory=dict)  # by database
+    digests: dict[tuple[str, str], Digest | str] = field(default_factory=dict)
 
 
 def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
@@ -222,7 +251,7 @@ def _n_params(query: str) -> int:
 
 
 def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repeat: int,
-                   generic: bool) -> None:
+                   generic: bool, check_results: bool = False) -> None:
     assert side.info is not None
     if stmt.skip_reason:
         n = _n_params(stmt.query)
@@ -239,6 +268,11 @@ def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repea
             side.runs[key] = measure(conn, stmt.query, ps.values, repeat)
         except QueryFailed as exc:
             side.errors[key] = str(exc)
+        if check_results and result_shape(stmt.query) is not None:
+            try:
+                side.digests[(stmt.key, ps.label)] = result_digest(conn, stmt.query, ps.values)
+            except QueryFailed as exc:
+                side.digests[(stmt.key, ps.label)] = str(exc)
         if not (generic and ps.values):
             continue
         gkey = (stmt.key, ps.label, "generic")
@@ -258,7 +292,7 @@ def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repea
 
 def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.SessionLimits,
               check_tables: bool, progress: Progress | None, generic: bool = True,
-              redact: bool = False, readiness: bool = True) -> _Side:
+              redact: bool = False, readiness: bool = True, check_results: bool = False) -> _Side:
     """Everything one cluster is asked, database by database, on one connection at a time."""
     side = _Side()
     databases = workload.databases or (None,)
@@ -279,7 +313,7 @@ def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.
                 if progress:
                     progress(f"{label}: [{done}/{len(workload.statements)}] {stmt.short_id} "
                              f"{stmt.query[:60]!r}")
-                _run_statement(conn, side, stmt, repeat, generic)
+                _run_statement(conn, side, stmt, repeat, generic, check_results)
             if check_tables:
                 touched = {t for s in todo for t in s.tables}
                 touched |= {rel for (key, _, _), runs in side.runs.items()
@@ -439,7 +473,34 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
                 "-- no action needed; review if the statement is latency-critical",
             ))
         out.extend(_generic_findings(res, obj, rate, thresholds))
+        out.extend(_result_findings(res, obj))
     return out
+
+
+def _result_findings(res: StatementResult, obj: str) -> list[Finding]:
+    """NEW returning other rows than OLD is an error of its own, whatever the speed."""
+    for p in res.param_sets:
+        rc = p.results
+        if rc is None or isinstance(rc.old, str) or isinstance(rc.new, str):
+            continue
+        outcome = rc.outcome
+        if outcome in ("different_count", "different_rows"):
+            what = (f"{rc.old.rows} rows on OLD, {rc.new.rows} on NEW" if outcome == "different_count"
+                    else f"{rc.old.rows} rows on both, but not the same rows")
+            return [Finding(
+                "result_mismatch", "blocker", obj,
+                f"{obj} returns different results with parameters '{p.label}': {what}. Check that "
+                "both hold the same data (writes frozen?), then collations, extensions and functions.",
+                "-- compare the rows: run the statement on both clusters with these parameters",
+            )]
+        if outcome == "different_order":
+            return [Finding(
+                "result_order", "warning", obj,
+                f"{obj} with parameters '{p.label}' returns the same rows in a different order: "
+                "its ORDER BY leaves ties, which each plan breaks its own way.",
+                "-- add a unique column to the ORDER BY if the order matters to the application",
+            )]
+    return []
 
 
 def _load_text(imp: Impact | None, thresholds: Thresholds, label: str) -> tuple[str, str]:
@@ -521,6 +582,16 @@ def _measured(summary: dict[tuple[str, str, str, str], Measurement], fp: str, la
     return o, n, classify(o, n, thresholds), changes
 
 
+def _result_check(stmt: Statement, label: str, old: _Side, new: _Side) -> ResultCheck | None:
+    key = (stmt.key, label)
+    if key not in old.digests and key not in new.digests:
+        return None
+    shape = result_shape(stmt.query)
+    assert shape is not None
+    return ResultCheck(old.digests.get(key, "not run"), new.digests.get(key, "not run"),
+                       shape.ordered, shape.deterministic)
+
+
 def _plan_only(stmt: Statement, old_side: _Side, new_side: _Side) -> PlanOnly | None:
     o, n = old_side.plan_only.get(stmt.key), new_side.plan_only.get(stmt.key)
     if o is None and n is None:
@@ -576,7 +647,8 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
                                                     thresholds)
                 generic = GenericResult(go, gn, gcall, gchanges, old_side.auto_generic.get(stmt.key),
                                         new_side.auto_generic.get(stmt.key))
-            ps_results.append(ParamSetResult(ps.label, ps.values, o, n, call, changes, generic))
+            ps_results.append(ParamSetResult(ps.label, ps.values, o, n, call, changes, generic,
+                                             _result_check(stmt, ps.label, old_side, new_side)))
         worst = min(ps_results, key=lambda p: SEVERITY[p.call.status])
         results.append(StatementResult(stmt, worst.call.status, worst.call.reason, tuple(ps_results)))
     old_rows = {t.name: t.reltuples for t in workload.tables}
@@ -600,7 +672,7 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
 def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             thresholds: Thresholds | None = None, limits: db.SessionLimits | None = None,
             progress: Progress | None = None, generic: bool = True, redact: bool = False,
-            ) -> Comparison:
+            check_results: bool = False) -> Comparison:
     """Run ``workload`` on both clusters at once and return the full comparison."""
     thresholds = thresholds or Thresholds()
     limits = limits or db.SessionLimits()
@@ -615,9 +687,9 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
                 workload = fill_values(conn, workload, database=dbname)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="planguard") as pool:
         f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, False, progress,
-                            generic, redact)
+                            generic, redact, True, check_results)
         f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, True, progress,
-                            generic, redact)
+                            generic, redact, True, check_results)
         old_side, new_side = f_old.result(), f_new.result()
         rounds = 0
         while (todo := _uncertain(old_side, new_side, thresholds)) and rounds < 3:

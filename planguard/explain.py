@@ -207,3 +207,34 @@ def plan_only(conn: psycopg.Connection, query: str, nparams: int, server_version
         return parse_plan(row[0])
     with prepared(conn, query, "force_generic_plan") as name:
         return _explain_execute(conn, name, (None,) * nparams, rollback_only=True, analyze=False)
+
+
+# -- result check --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A statement's result, summarised on the server: no row leaves the cluster."""
+
+    rows: int
+    ordered: str  # md5 of the rows in the order the statement returned them
+    unordered: str  # md5 of the rows sorted
+
+
+def result_digest(conn: psycopg.Connection, query: str, values: tuple[str | None, ...]) -> Digest:
+    """Row count and checksums of a SELECT's result, in a READ ONLY transaction."""
+    wrapped = (MARK + "SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY n), '')), "
+               "md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) "
+               "FROM (SELECT q::text AS r, row_number() OVER () AS n FROM (" + query + ") q) s")
+    conn.execute("BEGIN TRANSACTION READ ONLY")
+    try:
+        with psycopg.RawCursor(conn) as cur:
+            cur.execute(wrapped, values or None, prepare=False)
+            row = cur.fetchone()
+    except psycopg.Error as exc:
+        raise QueryFailed(reason(exc)) from exc
+    finally:
+        if not conn.closed:
+            conn.execute("ROLLBACK")
+    assert row is not None
+    return Digest(int(row[0]), str(row[1]), str(row[2]))

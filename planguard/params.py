@@ -478,3 +478,51 @@ def resolve(shape: Shape, catalog: Mapping[str, TableColumns], sql: str | None =
             problems.append(f"${n}{where} could not be bound to a table column or a type")
             bindings.append(Binding(n, "unbound"))
     return tuple(bindings), problems
+
+
+_VOLATILE = {"now", "random", "clock_timestamp", "statement_timestamp", "transaction_timestamp",
+             "timeofday", "gen_random_uuid", "uuid_generate_v4", "nextval", "setseed", "txid_current",
+             "pg_current_xact_id"}
+
+
+@dataclass(frozen=True)
+class ResultShape:
+    """What the result of a SELECT can be compared on."""
+
+    ordered: bool  # a top-level ORDER BY: the order of rows is part of the result
+    deterministic: bool  # no LIMIT without ORDER BY, no volatile function: rows can be compared
+
+
+def result_shape(sql: str) -> ResultShape | None:
+    """How to compare a statement's rows between clusters; None for anything but a plain SELECT."""
+    try:
+        stmts = pglast.parse_sql(sql)
+    except pglast.parser.ParseError:
+        return None
+    stmt = stmts[0].stmt if len(stmts) == 1 else None
+    if not isinstance(stmt, ast.SelectStmt):
+        return None
+    walker = _Walker()
+    walker.walk(stmt, [])
+    if walker.writes or walker.locks_rows:
+        return None
+    ordered = bool(stmt.sortClause)
+    volatile = False
+
+    def visit(node: object) -> None:
+        nonlocal volatile
+        if isinstance(node, (list, tuple)):
+            for item in node:
+                visit(item)
+        elif isinstance(node, ast.Node):
+            if isinstance(node, ast.FuncCall):
+                name = [n.sval for n in node.funcname or () if isinstance(n, ast.String)]
+                volatile |= bool(name) and str(name[-1]).lower() in _VOLATILE
+            elif isinstance(node, ast.SQLValueFunction):
+                volatile = True  # CURRENT_TIMESTAMP, LOCALTIME, ...
+            for slot in node.__slots__:  # type: ignore[attr-defined]
+                visit(getattr(node, slot, None))
+
+    visit(stmt)
+    limited = stmt.limitCount is not None or stmt.limitOffset is not None
+    return ResultShape(ordered=ordered, deterministic=not volatile and (ordered or not limited))

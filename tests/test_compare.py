@@ -249,3 +249,22 @@ def test_unfillable_statement_still_gets_its_plans_compared(olddb: str, newdb: s
     assert "items_owner_idx" in " ".join(n.index_name or "" for n in res.plan_only.new.nodes())
     (finding,) = [f for f in result.findings if f.kind == "statement_skipped"]
     assert "compared without execution" in finding.message
+
+
+def test_check_results_finds_rows_that_differ(olddb: str, newdb: str, dbname: str) -> None:
+    """--check-results: a row lost on NEW is a blocker; an unaffected lookup is the same."""
+    for dsn in (olddb, newdb):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(TABLE)
+    with psycopg.connect(newdb, autocommit=True) as conn:
+        conn.execute("DELETE FROM items WHERE id = 7")  # owner 7
+    lookup = "SELECT id, qty FROM items WHERE owner = $1 ORDER BY id"
+    count = "SELECT count(*) FROM items WHERE owner = $1 AND qty > $2"
+    wl = _workload(dbname, [(lookup, ("7",)), (count, ("8", "0"))])
+    result = compare(olddb, newdb, wl, repeat=1, generic=False, check_results=True)
+    outcomes = {r.statement.query: r.param_sets[0].results.outcome  # type: ignore[union-attr]
+                for r in result.statements}
+    assert outcomes == {lookup: "different_count", count: "same"}
+    mismatch = [f for f in result.findings if f.kind == "result_mismatch"]
+    assert mismatch and mismatch[0].severity == "blocker" and "100 rows on OLD, 99 on NEW" in mismatch[0].message
+    assert result.verdict.decision == "NO-GO"

@@ -246,3 +246,31 @@ def test_only_uncertain_runs_are_measured_again() -> None:
     new = _side_with({("a", "typical", "custom"): runs((10.5, 24, 25, 26, 27)),   # noisy: unstable
                       ("b", "typical", "custom"): runs((31, 24.5, 25, 26, 27))}, {})  # clear: regressed
     assert _uncertain(old, new, T) == {("a", "typical", "custom")}
+
+
+@pytest.mark.parametrize(("old", "new", "ordered", "deterministic", "outcome"), [
+    ((3, "a", "x"), (3, "a", "x"), True, True, "same"),
+    ((3, "a", "x"), (2, "b", "y"), True, True, "different_count"),
+    ((3, "a", "x"), (3, "b", "y"), True, True, "different_rows"),
+    ((3, "a", "x"), (3, "b", "x"), True, True, "different_order"),
+    ((3, "a", "x"), (3, "b", "x"), False, True, "same"),  # no ORDER BY: order is not part of it
+    ((3, "a", "x"), (3, "b", "y"), True, False, "same"),  # LIMIT without ORDER BY, now(): counts only
+])
+def test_result_check_outcomes(old: tuple, new: tuple, ordered: bool, deterministic: bool, outcome: str) -> None:
+    from planguard.compare import ResultCheck
+    from planguard.explain import Digest
+
+    assert ResultCheck(Digest(*old), Digest(*new), ordered, deterministic).outcome == outcome
+    assert ResultCheck("permission denied", Digest(*new), ordered, deterministic).outcome == "not_compared"
+
+
+def test_result_shape_of_statements() -> None:
+    from planguard.params import result_shape
+
+    assert result_shape("SELECT id FROM t WHERE a = $1 ORDER BY id LIMIT 5") == result_shape(
+        "SELECT id FROM t ORDER BY id")
+    shape = result_shape("SELECT id FROM t LIMIT 5")
+    assert shape is not None and not shape.deterministic
+    volatile = result_shape("SELECT count(*) FROM t WHERE c > now() - interval '1 hour'")
+    assert volatile is not None and not volatile.deterministic
+    assert result_shape("UPDATE t SET a = 1") is None and result_shape("SELECT 1 FROM t FOR UPDATE") is None

@@ -20,11 +20,13 @@ from planguard.compare import (
     Impact,
     ParamSetResult,
     PlanOnly,
+    ResultCheck,
     StatementResult,
     impact_of,
 )
 from planguard.config import Thresholds
 from planguard.diff import STATUSES, Change, Measurement
+from planguard.explain import Digest
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
 from planguard.verdict import Verdict, sort_findings
 
@@ -97,7 +99,20 @@ def _param_set(p: ParamSetResult, redact: bool) -> dict[str, Any]:
         "new": _side(p.new, redact),
         "changes": _changes(p.changes),
         "generic": _generic(p.generic, redact),
+        "results": _results(p.results),
     }
+
+
+def _results(rc: ResultCheck | None) -> dict[str, Any] | None:
+    if rc is None:
+        return None
+
+    def side(d: Digest | str) -> dict[str, Any]:
+        return {"error": d} if isinstance(d, str) else {"rows": d.rows, "ordered_md5": d.ordered,
+                                                       "unordered_md5": d.unordered}
+
+    return {"outcome": rc.outcome, "ordered": rc.ordered, "deterministic": rc.deterministic,
+            "old": side(rc.old), "new": side(rc.new)}
 
 
 def _ratio(p: ParamSetResult | None) -> float | None:
