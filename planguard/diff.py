@@ -76,8 +76,15 @@ def _scans(plan: Plan) -> dict[str, list[tuple[str, str | None]]]:
             idx = ", ".join(bitmap_indexes(node)) or None
         else:
             idx = node.index_name
-        out.setdefault(node.relation, []).append((node.node_type, idx))
+        out.setdefault(_scan_key(node), []).append((node.node_type, idx))
     return {k: sorted(v, key=lambda x: (x[0], x[1] or "")) for k, v in out.items()}
+
+
+def _scan_key(node: PlanNode) -> str:
+    """A scan's relation, with its alias when the alias tells two scans of it apart (self-joins)."""
+    assert node.relation is not None
+    bare = node.relation.rsplit(".", 1)[-1]
+    return node.relation if node.alias in (None, bare) else f"{node.relation} AS {node.alias}"
 
 
 def _describe_scan(node_type: str, index: str | None) -> str:
@@ -195,7 +202,8 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
 
     ``estimate_error``: a scan whose row estimate is off by ``threshold``x or more on NEW
     but not on OLD (the mark of missing or stale statistics); ``spill``: a sort or hash
-    that went to disk on NEW only.
+    that went to disk on NEW only; ``filter_rows``: a scan that reads and throws away 10x
+    more rows; ``loops``: a scan executed 10x more often (the inner side of a nested loop).
     """
     changes: list[Change] = []
     old_q, new_q = _worst_estimates(old), _worst_estimates(new)
@@ -210,6 +218,24 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
                 + (f", {before:,.1f}x on OLD)" if before is not None else ")"),
                 relation=rel,
             ))
+    old_scans = {_scan_key(n): n for n in old.nodes() if n.relation and n.scan_method}
+    for node in new.nodes():
+        if not (node.relation and node.scan_method):
+            continue
+        prior = old_scans.get(_scan_key(node))
+        if prior is None:
+            continue
+        removed_old = float(prior.raw.get("Rows Removed by Filter", 0) or 0) * (prior.actual_loops or 1)
+        removed_new = float(node.raw.get("Rows Removed by Filter", 0) or 0) * (node.actual_loops or 1)
+        if removed_new >= 10_000 and removed_new >= 10 * max(removed_old, 1):
+            changes.append(Change("filter_rows", f"{_scan_key(node)}: {removed_new:,.0f} rows read and "
+                                  f"thrown away by a filter on NEW, {removed_old:,.0f} on OLD",
+                                  relation=node.relation))
+        loops_old, loops_new = prior.actual_loops or 0, node.actual_loops or 0
+        if loops_new >= 1000 and loops_new >= 10 * max(loops_old, 1):
+            changes.append(Change("loops", f"{_scan_key(node)}: scanned {loops_new:,.0f} times on NEW, "
+                                  f"{loops_old:,.0f} on OLD (a nested loop's inner side)",
+                                  relation=node.relation))
     old_spills = {n.spill.split(" ")[0] for n in old.nodes() if n.spill}
     for node in new.nodes():
         if node.spill and node.spill.split(" ")[0] not in old_spills:

@@ -269,6 +269,8 @@ def render_text(plan: Plan, redact: bool = False) -> str:
                 lines.append(f"{detail_pad}{key}: {val}")
         if r.get("Rows Removed by Filter"):
             lines.append(f"{detail_pad}Rows Removed by Filter: {_fmt_rows(r['Rows Removed by Filter'])}")
+        if r.get("Subplans Removed"):
+            lines.append(f"{detail_pad}Subplans Removed: {r['Subplans Removed']}")
         if r.get("Sort Method"):
             lines.append(f"{detail_pad}Sort Method: {r['Sort Method']}  "
                          f"{r.get('Sort Space Type', '')}: {r.get('Sort Space Used', '?')}kB")
@@ -288,6 +290,11 @@ def render_text(plan: Plan, redact: bool = False) -> str:
         lines.append(f"Planning Time: {plan.planning_ms:.3f} ms")
     for t in plan.triggers:
         lines.append(f"Trigger {t.get('Trigger Name')}: time={t.get('Time', 0):.3f} calls={t.get('Calls')}")
+    if plan.jit:
+        timing = plan.jit.get("Timing", {})
+        total = timing.get("Total") if isinstance(timing, Mapping) else None
+        lines.append(f"JIT: {plan.jit.get('Functions', '?')} functions"
+                     + (f", {total:.3f} ms" if isinstance(total, (int, float)) else ""))
     if plan.execution_ms is not None:
         lines.append(f"Execution Time: {plan.execution_ms:.3f} ms")
     return "\n".join(lines)

@@ -274,3 +274,25 @@ def test_result_shape_of_statements() -> None:
     volatile = result_shape("SELECT count(*) FROM t WHERE c > now() - interval '1 hour'")
     assert volatile is not None and not volatile.deterministic
     assert result_shape("UPDATE t SET a = 1") is None and result_shape("SELECT 1 FROM t FOR UPDATE") is None
+
+
+def test_filter_and_loop_growth_are_named() -> None:
+    """Derived from a real plan: the same scan throws away 50x more rows and loops 100x more."""
+    import copy
+
+    from planguard.diff import runtime_changes
+
+    raw = plan_fixture("pg18_self_join")
+    grown = copy.deepcopy(raw)
+
+    def bump(node: dict) -> None:
+        if node.get("Alias") == "b":
+            node["Rows Removed by Filter"] = 50_000
+            node["Actual Loops"] = node.get("Actual Loops", 1) * 100 + 1000
+        for child in node.get("Plans", []):
+            bump(child)
+
+    bump(grown[0]["Plan"])
+    kinds = {c.kind: c for c in runtime_changes(parse_plan(raw), parse_plan(grown))}
+    assert {"filter_rows", "loops"} <= set(kinds)
+    assert kinds["loops"].detail.startswith("public.accounts AS b:")

@@ -131,3 +131,32 @@ def test_spills_are_recognised(name: str, kind: str) -> None:
 def test_no_spill_in_plans_that_fit_in_memory() -> None:
     for name in ("pg18_tenant_list", "pg18_hash_join_agg", "pg18_merge_join"):
         assert not [n.spill for n in parse_plan(plan_fixture(name)).nodes() if n.spill]
+
+
+@pytest.mark.parametrize("major", ["pg15", "pg18"])
+def test_newer_node_types_parse_and_render(major: str) -> None:
+    """Incremental Sort, partition pruning, Merge Append, triggers: recorded on both versions."""
+    types = {name: {n.node_type for n in parse_plan(plan_fixture(f"{major}_{name}")).nodes()}
+             for name in ("incremental_sort", "partition_pruning", "merge_append", "triggers")}
+    assert "Incremental Sort" in types["incremental_sort"]
+    assert "Append" in types["partition_pruning"] and "Merge Append" in types["merge_append"]
+    pruned = parse_plan(plan_fixture(f"{major}_partition_pruning"))
+    append = next(n for n in pruned.nodes() if n.node_type == "Append")
+    assert append.raw.get("Subplans Removed") == 2 and "Subplans Removed: 2" in render_text(pruned)
+    trig = parse_plan(plan_fixture(f"{major}_triggers"))
+    assert trig.triggers and "Trigger audited_touch" in render_text(trig)
+
+
+def test_jit_is_kept_when_the_server_has_it() -> None:
+    jit_plans = [parse_plan(plan_fixture(n)) for n in fixture_names() if n.endswith("_jit")]
+    with_jit = [p for p in jit_plans if p.jit]
+    if not with_jit:
+        pytest.skip("no recorded server was built with JIT")
+    assert "JIT:" in render_text(with_jit[0])
+
+
+def test_self_join_scans_are_told_apart_by_alias() -> None:
+    from planguard.diff import _scans
+
+    scans = _scans(parse_plan(plan_fixture("pg18_self_join")))
+    assert {"public.accounts AS a", "public.accounts AS b"} <= set(scans)
