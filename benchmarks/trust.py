@@ -13,10 +13,12 @@ from __future__ import annotations
 import statistics
 import time
 
+import psycopg
+
 from planguard.capture import capture
 from planguard.clusters import Cluster, pick_pair
 from planguard.compare import Comparison, compare
-from tests.fixtures.trust_scenarios import SCENARIOS, build_base, copy_with_fault, drop
+from tests.fixtures.trust_scenarios import PARALLEL_OFF, SCENARIOS, build_base, copy_with_fault, drop
 
 AA_RUNS = 10
 
@@ -28,6 +30,8 @@ def runs_per_statement(result: Comparison) -> list[int]:
 def main() -> None:
     _, newest = pick_pair()
     with Cluster(newest, name="trust") as cluster:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute(PARALLEL_OFF)
         build_base(cluster, "base")
         dsn = cluster.dsn("base")
         wl = capture(dsn, top=20)

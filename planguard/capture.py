@@ -235,37 +235,54 @@ class Sampler:
                                         if all(r.get(c) is not None for c in key[1])]
         return self._complete_rows[key]
 
-    def heavy_row(self, qualified: str, lead: str, columns: list[str]) -> dict[str, str | None] | None:
-        """A real row holding ``lead``'s most common value (the tenant that owns most rows)."""
-        value = self.most_common(qualified, lead)
-        if value is None:
-            return None
+    def _row_with(self, qualified: str, lead: str, value: str,
+                  columns: list[str]) -> dict[str, str | None] | None:
+        """A real row holding ``value`` in ``lead``: from the sample, else the first one found.
+
+        Only called for values pg_stats counts among the most common, so ``LIMIT 1`` finds
+        one within the first pages, even without an index (and statement_timeout bounds it).
+        """
         rows = [r for r in self._complete(qualified, columns) if r.get(lead) == value]
         if rows:
             return self.rng.choice(rows)
         rel = self.rels[qualified]
         query = sql.SQL(db.MARK + "SELECT to_jsonb(t) FROM {} AS t WHERE {}::text = %s LIMIT 1").format(
             sql.Identifier(rel.schema, rel.name), sql.Identifier(lead))
-        try:  # the most common value is found within the first pages: cheap even unindexed
+        try:
             with self.conn.transaction():
                 self.conn.execute("SET TRANSACTION READ ONLY")
+                self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                    sql.Literal(f"{SAMPLE_TIMEOUT_MS}ms")))
                 got = self.conn.execute(query, (value,)).fetchone()
         except psycopg.Error:
             return None
         return _texts(got[0]) if got else None
 
+    def heavy_row(self, qualified: str, lead: str, columns: list[str]) -> dict[str, str | None] | None:
+        """A real row holding ``lead``'s most common value (the tenant that owns most rows)."""
+        value = self.most_common(qualified, lead)
+        return None if value is None else self._row_with(qualified, lead, value, columns)
+
     def rare_row(self, qualified: str, lead: str, columns: list[str]) -> dict[str, str | None] | None:
-        """A real row whose ``lead`` value is the least frequent in the sample, not a common one."""
+        """A real row holding a rare ``lead`` value.
+
+        The least frequent sampled value that pg_stats does not count as common; when every
+        sampled value is a common one (a status column: a few values, all known), the least
+        common of pg_stats' most common values, which page sampling easily misses when its
+        rows sit together (the oldest rows, a churned tenant).
+        """
         rows = self._complete(qualified, columns)
-        if not rows:
+        common = self.common_values(qualified, lead)
+        uncommon = [r for r in rows if r.get(lead) not in set(common)]
+        if not uncommon and common:
+            return self._row_with(qualified, lead, common[-1], columns)
+        if not uncommon:
             return None
         counts: dict[str | None, int] = {}
-        for r in rows:
+        for r in uncommon:
             counts[r.get(lead)] = counts.get(r.get(lead), 0) + 1
-        common = set(self.common_values(qualified, lead))
-        candidates = [r for r in rows if r.get(lead) not in common] or rows
-        fewest = min(counts[r.get(lead)] for r in candidates)
-        return self.rng.choice([r for r in candidates if counts[r.get(lead)] == fewest])
+        fewest = min(counts.values())
+        return self.rng.choice([r for r in uncommon if counts[r.get(lead)] == fewest])
 
     def common_values(self, qualified: str, column: str) -> list[str]:
         """The column's most common values per pg_stats, most frequent first (cached)."""

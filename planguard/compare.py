@@ -387,6 +387,9 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
         causes.append(f"statistics of {rel} are stale on NEW")
         fixes.append(f"ANALYZE {rel};")
     for ch in result.changes:
+        if ch.kind == "workers":
+            causes.append(f"NEW ran short of parallel workers: {ch.detail}")
+            fixes.append("SHOW max_parallel_workers; SHOW max_worker_processes;  -- compare with OLD")
         if ch.kind == "estimate_error" and ch.relation and ch.relation not in never | stale:
             causes.append(f"row estimates for {ch.relation} are off by 10x or more on NEW only "
                           "(statistics missing, stale or too coarse there)")

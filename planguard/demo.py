@@ -120,10 +120,16 @@ def load_old(old: Cluster, rows: int, iterations: int, seed: int = 7, dbname: st
         conn.execute("ANALYZE")
         conn.execute("SELECT pg_stat_statements_reset()")
         conn.execute("SELECT pg_stat_reset()")
+    run_traffic(old, iterations, accounts, seed, dbname)
+
+
+def run_traffic(cluster: Cluster, iterations: int, accounts: int, seed: int = 7,
+                dbname: str = "postgres") -> None:
+    """The application's statements with realistic arguments, through the extended protocol."""
     rng = random.Random(seed)
     weights = [w for _, w, _ in APP]
     # prepare_threshold=None: bind parameters (extended protocol), custom plans, like most ORMs.
-    with psycopg.connect(old.dsn(dbname), autocommit=True, prepare_threshold=None) as conn:
+    with psycopg.connect(cluster.dsn(dbname), autocommit=True, prepare_threshold=None) as conn:
         for _ in range(iterations):
             query, _, args = rng.choices(APP, weights)[0]
             conn.execute(query, args(rng, accounts))

@@ -197,13 +197,21 @@ def _worst_estimates(plan: Plan) -> dict[str, tuple[float, PlanNode]]:
     return out
 
 
+def _short_of_workers(node: PlanNode) -> str | None:
+    planned, launched = node.raw.get("Workers Planned"), node.raw.get("Workers Launched")
+    if isinstance(planned, int) and isinstance(launched, int) and launched < planned:
+        return f"launched {launched} of {planned} planned parallel workers"
+    return None
+
+
 def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> tuple[Change, ...]:
     """What went differently at run time, whatever the plan shape.
 
     ``estimate_error``: a scan whose row estimate is off by ``threshold``x or more on NEW
     but not on OLD (the mark of missing or stale statistics); ``spill``: a sort or hash
     that went to disk on NEW only; ``filter_rows``: a scan that reads and throws away 10x
-    more rows; ``loops``: a scan executed 10x more often (the inner side of a nested loop).
+    more rows; ``loops``: a scan executed 10x more often (the inner side of a nested loop);
+    ``workers``: a Gather that got fewer parallel workers than it planned.
     """
     changes: list[Change] = []
     old_q, new_q = _worst_estimates(old), _worst_estimates(new)
@@ -236,6 +244,13 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
             changes.append(Change("loops", f"{_scan_key(node)}: scanned {loops_new:,.0f} times on NEW, "
                                   f"{loops_old:,.0f} on OLD (a nested loop's inner side)",
                                   relation=node.relation))
+    old_short = any(_short_of_workers(n) for n in old.nodes())
+    for node in new.nodes():
+        short = _short_of_workers(node)
+        if short and not old_short:
+            changes.append(Change("workers", f"{node.label}: {short} on NEW only (max_parallel_workers "
+                                  "or max_worker_processes exhausted?)"))
+            break
     old_spills = {n.spill.split(" ")[0] for n in old.nodes() if n.spill}
     for node in new.nodes():
         if node.spill and node.spill.split(" ")[0] not in old_spills:

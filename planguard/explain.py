@@ -14,6 +14,7 @@ import contextlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import errors, sql
@@ -62,13 +63,17 @@ def reason(exc: psycopg.Error) -> str:
     return f"{primary.strip().splitlines()[0]}" + (f" [{sqlstate}]" if sqlstate else "")
 
 
-def explain_once(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
-                 rollback_only: bool) -> Run:
-    """One EXPLAIN ANALYZE in its own transaction, which is then rolled back."""
+def fetch_rolled_back(conn: psycopg.Connection, statement: str | sql.Composed,
+                      values: tuple[str | None, ...] | None, rollback_only: bool) -> tuple[Any, ...]:
+    """The one row a statement returns, run in its own transaction that is always rolled back.
+
+    ``rollback_only`` False: the transaction is also READ ONLY.  Every statement
+    planguard runs against the workload's tables goes through here.
+    """
     conn.execute("BEGIN" if rollback_only else "BEGIN TRANSACTION READ ONLY")
     try:
         with psycopg.RawCursor(conn) as cur:
-            cur.execute(MARK + EXPLAIN + query, values or None, prepare=False)
+            cur.execute(statement, values or None, prepare=False)
             row = cur.fetchone()
     except psycopg.OperationalError as exc:
         if conn.closed:
@@ -80,11 +85,21 @@ def explain_once(conn: psycopg.Connection, query: str, values: tuple[str | None,
         if not conn.closed:
             conn.execute("ROLLBACK")
     if row is None:
-        raise QueryFailed("EXPLAIN returned no row")
+        raise QueryFailed("the statement returned no row")
+    return tuple(row)
+
+
+def _plan_of(row: tuple[Any, ...]) -> Plan:
     try:
-        plan = parse_plan(row[0])
+        return parse_plan(row[0])
     except PlanFormatError as exc:
         raise QueryFailed(f"unreadable EXPLAIN output: {exc}") from exc
+
+
+def explain_once(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
+                 rollback_only: bool) -> Run:
+    """One EXPLAIN ANALYZE in its own transaction, which is then rolled back."""
+    plan = _plan_of(fetch_rolled_back(conn, MARK + EXPLAIN + query, values, rollback_only))
     return Run(
         execution_ms=float(plan.execution_ms or 0.0),
         planning_ms=plan.planning_ms,
@@ -141,17 +156,7 @@ def _explain_execute(conn: psycopg.Connection, name: str, values: tuple[str | No
     stmt = sql.SQL(MARK + "EXPLAIN (" + options + ") EXECUTE {}").format(sql.Identifier(name))
     if values:
         stmt += sql.SQL("(") + _literals(values) + sql.SQL(")")
-    conn.execute("BEGIN" if rollback_only else "BEGIN TRANSACTION READ ONLY")
-    try:
-        row = conn.execute(stmt).fetchone()
-    except psycopg.Error as exc:
-        raise QueryFailed(reason(exc)) from exc
-    finally:
-        if not conn.closed:
-            conn.execute("ROLLBACK")
-    if row is None:
-        raise QueryFailed("EXPLAIN returned no row")
-    return parse_plan(row[0])
+    return _plan_of(fetch_rolled_back(conn, stmt, None, rollback_only))
 
 
 def measure_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
@@ -194,17 +199,8 @@ def plan_only(conn: psycopg.Connection, query: str, nparams: int, server_version
     ``plan_cache_mode = force_generic_plan`` and EXPLAIN EXECUTE with NULLs.
     """
     if server_version_num >= 160000:
-        conn.execute("BEGIN TRANSACTION READ ONLY")
-        try:
-            row = conn.execute(MARK + "EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) " + query).fetchone()
-        except psycopg.Error as exc:
-            raise QueryFailed(reason(exc)) from exc
-        finally:
-            if not conn.closed:
-                conn.execute("ROLLBACK")
-        if row is None:
-            raise QueryFailed("EXPLAIN returned no row")
-        return parse_plan(row[0])
+        statement = MARK + "EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) " + query
+        return _plan_of(fetch_rolled_back(conn, statement, None, rollback_only=False))
     with prepared(conn, query, "force_generic_plan") as name:
         return _explain_execute(conn, name, (None,) * nparams, rollback_only=True, analyze=False)
 
@@ -226,15 +222,5 @@ def result_digest(conn: psycopg.Connection, query: str, values: tuple[str | None
     wrapped = (MARK + "SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY n), '')), "
                "md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) "
                "FROM (SELECT q::text AS r, row_number() OVER () AS n FROM (" + query + ") q) s")
-    conn.execute("BEGIN TRANSACTION READ ONLY")
-    try:
-        with psycopg.RawCursor(conn) as cur:
-            cur.execute(wrapped, values or None, prepare=False)
-            row = cur.fetchone()
-    except psycopg.Error as exc:
-        raise QueryFailed(reason(exc)) from exc
-    finally:
-        if not conn.closed:
-            conn.execute("ROLLBACK")
-    assert row is not None
+    row = fetch_rolled_back(conn, wrapped, values, rollback_only=False)
     return Digest(int(row[0]), str(row[1]), str(row[2]))

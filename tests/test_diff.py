@@ -121,22 +121,26 @@ def _side_with(runs: dict, auto: dict, version: int = 180000):  # type: ignore[n
     return side
 
 
-def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
-    """Pure: a generic plan that flipped to a worse one; blocker only if NEW would use it,
-    and a same-plan slowdown is a warning."""
-    from planguard.compare import judge
+def _generic_case():  # type: ignore[no-untyped-def]
+    """The demo's good and bad plans, a maker of 5 runs, and a one-statement workload."""
     from planguard.explain import Run
     from planguard.workload import ParamSet, Source, Statement, Workload
-
-    good = parse_plan(plan_fixture("pg18_tenant_list"))
-    bad = parse_plan(plan_fixture("pg18_tenant_list_unanalyzed"))
 
     def runs(plan, ms: float, bufs: int) -> list:  # type: ignore[no-untyped-def]
         return [Run(ms + i * 0.001, 0.1, bufs, 0, plan) for i in range(5)]
 
     stmt = Statement("fp", "SELECT ... WHERE tenant_id = $1", "select", calls=10,
                      param_sets=(ParamSet("typical", ("1",)),))
-    wl = Workload(Source("x", 0, "db", "", "t"), (stmt,))
+    return (parse_plan(plan_fixture("pg18_tenant_list")), parse_plan(plan_fixture("pg18_tenant_list_unanalyzed")),
+            runs, Workload(Source("x", 0, "db", "", "t"), (stmt,)))
+
+
+def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
+    """Pure: a generic plan that flipped to a worse one; blocker only if NEW would use it,
+    and a same-plan slowdown is a warning."""
+    from planguard.compare import judge
+
+    good, bad, runs, wl = _generic_case()
     for auto, severity in ((True, "blocker"), (False, "warning")):
         old = _side_with({("fp", "typical", "custom"): runs(good, 0.05, 5),
                           ("fp", "typical", "generic"): runs(good, 0.05, 5)}, {"fp": auto})
@@ -186,18 +190,8 @@ def test_spill_on_new_only() -> None:
 def test_custom_to_generic_flip_is_a_blocker() -> None:
     """OLD's plan cache keeps custom plans, NEW's switches to a generic plan that is slower."""
     from planguard.compare import judge
-    from planguard.explain import Run
-    from planguard.workload import ParamSet, Source, Statement, Workload
 
-    good = parse_plan(plan_fixture("pg18_tenant_list"))
-    bad = parse_plan(plan_fixture("pg18_tenant_list_unanalyzed"))
-
-    def runs(plan, ms: float, bufs: int) -> list:  # type: ignore[no-untyped-def]
-        return [Run(ms + i * 0.001, 0.1, bufs, 0, plan) for i in range(5)]
-
-    stmt = Statement("fp", "SELECT ... WHERE tenant_id = $1", "select", calls=10,
-                     param_sets=(ParamSet("typical", ("1",)),))
-    wl = Workload(Source("x", 0, "db", "", "t"), (stmt,))
+    good, bad, runs, wl = _generic_case()
     same = {("fp", "typical", "custom"): runs(good, 0.05, 5), ("fp", "typical", "generic"): runs(bad, 35.0, 1955)}
     _, findings = judge(wl, _side_with(same, {"fp": False}), _side_with(same, {"fp": True}), T)
     flips = [f for f in findings if f.kind == "generic_plan_regression"]
