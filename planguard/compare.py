@@ -358,6 +358,23 @@ def _summaries(old: _Side, new: _Side) -> dict[tuple[str, str, str, str], Measur
     return out
 
 
+PLANNER_SETTINGS = {
+    "random_page_cost", "seq_page_cost", "cpu_tuple_cost", "cpu_index_tuple_cost", "cpu_operator_cost",
+    "effective_cache_size", "effective_io_concurrency", "work_mem", "hash_mem_multiplier",
+    "default_statistics_target", "plan_cache_mode", "from_collapse_limit", "join_collapse_limit",
+    "constraint_exclusion", "cursor_tuple_fraction", "max_parallel_workers_per_gather",
+    "min_parallel_table_scan_size", "min_parallel_index_scan_size", "parallel_setup_cost",
+    "parallel_tuple_cost", "jit", "jit_above_cost", "jit_inline_above_cost", "jit_optimize_above_cost",
+    "geqo", "geqo_threshold", "recursive_worktable_factor",
+}
+
+
+def _plans_with(setting_object: str) -> bool:
+    """Whether a setting_diff's setting changes what the planner chooses (not autovacuum, ...)."""
+    name = setting_object.split(" ", 1)[0]
+    return name.startswith("enable_") or name in PLANNER_SETTINGS
+
+
 def _bare(name: str) -> str:
     return name.rsplit(".", 1)[-1].strip('"')
 
@@ -402,7 +419,8 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
                 if not fixes:
                     fixes.append(f"-- after fresh statistics, if NEW still prefers it:\n"
                                  f"DROP INDEX CONCURRENTLY {snap.name};")
-    settings = sorted({f.object for f in context if f.kind == "setting_diff" and f.severity != "info"})
+    settings = sorted({f.object for f in context if f.kind == "setting_diff" and f.severity != "info"
+                       and _plans_with(f.object)})
     if settings:
         causes.append(f"planner settings differ between OLD and NEW: {', '.join(settings[:6])}")
         fixes.append("-- align them (see the setting_diff findings), then compare again")
