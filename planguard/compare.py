@@ -32,7 +32,6 @@ from planguard.explain import (
     plan_only,
     result_digest,
 )
-from planguard.explain import reason as _reason
 from planguard.params import ParseFailure, analyze, result_shape
 from planguard.plan import Plan, indexes_used, relations, shape_fingerprint
 from planguard.verdict import Verdict, decide
@@ -228,8 +227,6 @@ class _Side:
     errors: dict[Key, str] = field(default_factory=dict)
     auto_generic: dict[str, bool | None] = field(default_factory=dict)  # by statement fingerprint
     plan_only: dict[str, Plan | str] = field(default_factory=dict)
-    tables: tuple[freshness.TableStats, ...] = ()
-    check_errors: list[str] = field(default_factory=list)
     readiness: dict[str, ClusterSnapshot] = field(default_factory=dict)  # by database
     digests: dict[tuple[str, str], Digest | str] = field(default_factory=dict)
 
@@ -291,8 +288,8 @@ def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repea
 
 
 def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.SessionLimits,
-              check_tables: bool, progress: Progress | None, generic: bool = True,
-              redact: bool = False, readiness: bool = True, check_results: bool = False) -> _Side:
+              progress: Progress | None, generic: bool = True, redact: bool = False,
+              check_results: bool = False) -> _Side:
     """Everything one cluster is asked, database by database, on one connection at a time."""
     side = _Side()
     databases = workload.databases or (None,)
@@ -305,23 +302,15 @@ def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.
             if side.info is None:
                 side.info = ServerInfo(label, db.server_version(conn), db.server_version_num(conn),
                                        db.redact_dsn(dsn))
-            if readiness:
-                # Before any statement runs: rolled-back INSERTs still draw sequence values.
-                side.readiness[str(conn.info.dbname)] = gather_all(conn)
+            # The catalog first, before any statement runs: rolled-back INSERTs still draw
+            # sequence values.  Its statistics family is also what the report shows per table.
+            side.readiness[str(conn.info.dbname)] = gather_all(conn)
             for stmt in todo:
                 done += 1
                 if progress:
                     progress(f"{label}: [{done}/{len(workload.statements)}] {stmt.short_id} "
                              f"{stmt.query[:60]!r}")
                 _run_statement(conn, side, stmt, repeat, generic, check_results)
-            if check_tables:
-                touched = {t for s in todo for t in s.tables}
-                touched |= {rel for (key, _, _), runs in side.runs.items()
-                            if key in {s.key for s in todo} for r in runs[:1] for rel in relations(r.plan)}
-                try:
-                    side.tables += freshness.gather(conn, touched)
-                except psycopg.Error as exc:
-                    side.check_errors.append(f"statistics freshness on {label.upper()}: {_reason(exc)}")
     if redact:  # error messages can quote input values: invalid input syntax ...: "abc"
         side.errors = {k: mask_quoted(v) for k, v in side.errors.items()}
         side.plan_only = {k: mask_quoted(v) if isinstance(v, str) else v for k, v in side.plan_only.items()}
@@ -672,22 +661,24 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
                                              _result_check(stmt, ps.label, old_side, new_side)))
         worst = min(ps_results, key=lambda p: SEVERITY[p.call.status])
         results.append(StatementResult(stmt, worst.call.status, worst.call.reason, tuple(ps_results)))
-    old_rows = {t.name: t.reltuples for t in workload.tables}
-    fresh = freshness.evaluate(new_side.tables, thresholds, new_side.info.version_num, old_rows)
-    ready: list[Finding] = []
+    # Catalog findings (statistics freshness included, for every table) from the readiness
+    # snapshots; a family that could not be read is a check_incomplete blocker there.
+    context: list[Finding] = []
     for old_db, new_db in _database_pairs(old_side.readiness, new_side.readiness):
-        ready += evaluate_all(old_side.readiness[old_db], new_side.readiness[new_db], thresholds,
-                              _used_on_new(results, old_db, workload))
-    context = fresh + ready
+        context += evaluate_all(old_side.readiness[old_db], new_side.readiness[new_db], thresholds,
+                                _used_on_new(results, old_db, workload))
     findings = merge_findings(context, _statement_findings(results, context, workload, old_side.info,
                                                            new_side.info, thresholds))
-    for err in old_side.check_errors + new_side.check_errors:
-        findings.append(Finding(
-            "check_incomplete", "blocker", "planguard",
-            f"could not check {err}; a GO cannot be given on a check that did not run",
-            "-- run compare again when the lock is released, or raise --lock-timeout",
-        ))
     return results, findings
+
+
+def touched_tables(workload: Workload, results: Sequence[StatementResult],
+                   new: dict[str, ClusterSnapshot]) -> tuple[freshness.TableStats, ...]:
+    """NEW's statistics of the tables the workload reads (as captured, or in NEW's plans)."""
+    names = {t for s in workload.statements for t in s.tables}
+    names |= {rel for r in results for p in r.param_sets if p.new.plan for rel in relations(p.new.plan)}
+    return tuple(sorted((t for snap in new.values() if snap.statistics for t in snap.statistics.tables
+                         if t.name in names or t.name.replace('"', "") in names), key=lambda t: t.name))
 
 
 def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
@@ -707,10 +698,10 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
                             limits=limits) as conn:
                 workload = fill_values(conn, workload, database=dbname)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="planguard") as pool:
-        f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, False, progress,
-                            generic, redact, True, check_results)
-        f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, True, progress,
-                            generic, redact, True, check_results)
+        f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, progress,
+                            generic, redact, check_results)
+        f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, progress,
+                            generic, redact, check_results)
         old_side, new_side = f_old.result(), f_new.result()
         rounds = 0
         while (todo := _uncertain(old_side, new_side, thresholds)) and rounds < 3:
@@ -730,7 +721,8 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
         old=old_side.info, new=new_side.info, workload=workload, statements=tuple(results),
         findings=tuple(findings), verdict=decide(findings), thresholds=thresholds, repeat=repeat,
         started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
-        tables=new_side.tables, redacted=redact, impact=workload_impact(results),
+        tables=touched_tables(workload, results, new_side.readiness), redacted=redact,
+        impact=workload_impact(results),
     )
 
 
@@ -766,6 +758,4 @@ def _measure_more(label: str, dsn: str, workload: Workload, keys: set[Key], extr
                     continue  # keep what was measured; the call stays as it is
 
 
-def plan_indexes(m: Measurement) -> tuple[str, ...]:
-    return indexes_used(m.plan) if m.plan else ()
 

@@ -96,6 +96,9 @@ def test_json_contract(scenario: dict) -> None:
             assert set(s[side]) >= {"median_ms", "shared_buffers", "plan_fingerprint", "indexes", "error"}
         for c in s["changes"]:
             assert set(c) == {"kind", "detail"}
+    tables = {t["name"]: t for t in report["tables"]}  # NEW's statistics of the tables it touches
+    assert tables["public.transactions"]["columns_with_stats"] == 0
+    assert tables["public.accounts"]["columns_with_stats"] > 0
     for f in report["findings"]:
         assert set(f) == {"kind", "severity", "object", "message", "remediation"}
         assert re.fullmatch(r"[a-z_]+", f["kind"]) and f["severity"] in {"blocker", "warning", "info"}

@@ -1,5 +1,5 @@
-"""Statistics freshness on NEW for the tables a workload touches (``gather``) or for
-every user table (``gather_all``, used by the ``statistics`` check family).
+"""Statistics freshness of every user table (``gather_all``, read by the ``statistics``
+check family, which ``check`` and ``compare`` both run).
 
 ``never_analyzed`` (blocker): the table holds data but the planner has no
 statistics for it (no ``pg_stats`` row for any column, or ``reltuples < 0`` on
@@ -55,16 +55,6 @@ SELECT format('%%I.%%I', ns.nspname, c.relname), c.relkind, c.reltuples, c.relpa
        s.last_analyze::text, s.last_autoanalyze::text, s.n_live_tup, s.n_mod_since_analyze
 """
 
-_SQL = MARK + """
-WITH wanted AS (SELECT DISTINCT to_regclass(n) AS oid FROM unnest(%s::text[]) AS n)""" + _COLUMNS + """
-FROM wanted w
-JOIN pg_class c ON c.oid = w.oid
-JOIN pg_namespace ns ON ns.oid = c.relnamespace
-LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
-WHERE c.relkind IN ('r', 'p', 'm')
-ORDER BY 1
-"""
-
 # SQL condition on ``pg_class c`` / ``pg_namespace ns``: a relation of the application,
 # not of the system, not temporary, not created by an extension.  Shared by the checks.
 USER_RELATION = """c.relpersistence <> 't'
@@ -81,15 +71,6 @@ LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 WHERE c.relkind IN ('r', 'p', 'm') AND """ + USER_RELATION + """
 ORDER BY 1
 """
-
-
-def gather(conn: psycopg.Connection, tables: Iterable[str]) -> tuple[TableStats, ...]:
-    """Catalog statistics for ``tables`` (names as written; unknown names are ignored)."""
-    names = sorted(set(tables))
-    if not names:
-        return ()
-    rows = conn.execute(_SQL, (names,)).fetchall()
-    return tuple(TableStats(*row) for row in rows)
 
 
 def gather_all(conn: psycopg.Connection) -> tuple[TableStats, ...]:
