@@ -186,9 +186,12 @@ def _service_user() -> str | None:
 
 _live: set[Cluster] = set()
 _handlers_installed = False
+_owner_pid = os.getpid()  # only the process that started the clusters stops them
 
 
 def _stop_all() -> None:
+    if os.getpid() != _owner_pid:
+        return  # a forked child (multiprocessing) inherited the handlers, not the clusters
     for c in list(_live):
         c.stop()
 
@@ -199,10 +202,11 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 
 def _install_handlers() -> None:
-    global _handlers_installed
+    global _handlers_installed, _owner_pid
     if _handlers_installed:
         return
     _handlers_installed = True
+    _owner_pid = os.getpid()
     atexit.register(_stop_all)
     with contextlib.suppress(ValueError):  # not in the main thread
         signal.signal(signal.SIGTERM, _on_signal)

@@ -1,55 +1,41 @@
-"""``compare``: run a workload on OLD and NEW concurrently and judge the difference.
+"""``compare``: run a workload on OLD and NEW in lockstep and judge the difference.
 
-I/O lives in ``_run_side`` (one connection per cluster, one thread each); the rest
-(summaries, calls, findings, verdict) is pure and works on what the sides recorded.
+The I/O is ``planguard.runner`` (both clusters step by step, run times taken in pairs);
+``judge`` is pure: calls, changes, causes and findings from what the two sides recorded.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import pandas as pd
-import psycopg
-
-from planguard import db
+from planguard import db, runner
 from planguard.capture import fill_values, needs_values
-from planguard.checks import Finding, freshness
-from planguard.checks.readiness import ClusterSnapshot, evaluate_all, gather_all, merge_findings
+from planguard.checks import Finding, freshness, human_size, listing, sql_literal
+from planguard.checks.readiness import ClusterSnapshot, evaluate_all, merge_findings
 from planguard.config import Thresholds
-from planguard.diff import SEVERITY, Call, Change, Measurement, classify, diff_plans, runtime_changes
-from planguard.explain import (
-    Digest,
-    QueryFailed,
-    Run,
-    auto_chooses_generic,
-    measure,
-    measure_generic,
-    plan_only,
-    result_digest,
+from planguard.diff import (
+    SEVERITY,
+    Call,
+    Change,
+    Measurement,
+    classify,
+    diff_plans,
+    runtime_changes,
+    same_shapes,
+    summarize,
 )
-from planguard.params import ParseFailure, analyze, result_shape
-from planguard.plan import Plan, indexes_used, relations, shape_fingerprint
+from planguard.explain import Digest
+from planguard.params import result_shape
+from planguard.plan import Plan, indexes_used, relations
+from planguard.runner import CONFIRM, CUSTOM, GENERIC, Key, ServerInfo, SideRecord, param_sets_of
+from planguard.timing import NoiseFloor, noise_floor
 from planguard.verdict import Verdict, decide
-from planguard.workload import ParamSet, Statement, Workload
+from planguard.workload import Statement, Workload
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    label: str
-    version: str
-    version_num: int
-    dsn: str  # redacted
-
-    @property
-    def major(self) -> int:
-        return self.version_num // 10000
 
 
 @dataclass(frozen=True)
@@ -90,6 +76,16 @@ class ResultCheck:
 
 
 @dataclass(frozen=True)
+class Round:
+    """An independent second round of pairs, taken after every statement had run, to confirm
+    a large same-plan slowdown before it may block."""
+
+    old: Measurement
+    new: Measurement
+    call: Call
+
+
+@dataclass(frozen=True)
 class ParamSetResult:
     label: str
     values: tuple[str | None, ...]
@@ -99,6 +95,7 @@ class ParamSetResult:
     changes: tuple[Change, ...]
     generic: GenericResult | None = None
     results: ResultCheck | None = None
+    confirmation: Round | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +193,14 @@ class StatementResult:
 
 
 @dataclass(frozen=True)
+class Load:
+    """The statement executions planguard ran on one side, warm-ups included."""
+
+    executions: int
+    server_ms: float  # their planning plus execution time
+
+
+@dataclass(frozen=True)
 class Comparison:
     old: ServerInfo
     new: ServerInfo
@@ -210,141 +215,8 @@ class Comparison:
     tables: tuple[freshness.TableStats, ...] = ()
     redacted: bool = False
     impact: WorkloadImpact | None = None
-
-
-def mask_quoted(message: str) -> str:
-    """An error message without the values it quotes."""
-    return re.sub(r'"[^"]*"', '"…"', message)
-
-
-Key = tuple[str, str, str]  # (statement fingerprint, parameter set label, "custom" | "generic")
-
-
-@dataclass
-class _Side:
-    info: ServerInfo | None = None
-    runs: dict[Key, list[Run]] = field(default_factory=dict)
-    errors: dict[Key, str] = field(default_factory=dict)
-    auto_generic: dict[str, bool | None] = field(default_factory=dict)  # by statement fingerprint
-    plan_only: dict[str, Plan | str] = field(default_factory=dict)
-    readiness: dict[str, ClusterSnapshot] = field(default_factory=dict)  # by database
-    digests: dict[tuple[str, str], Digest | str] = field(default_factory=dict)
-
-
-def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
-    """The sets to run; a statement without parameters runs once with none."""
-    if stmt.param_sets:
-        return stmt.param_sets
-    if not stmt.bindings:
-        return (ParamSet("no parameters", ()),)
-    return ()
-
-
-def _n_params(query: str) -> int:
-    try:
-        return analyze(query).max_param
-    except ParseFailure:
-        return 0
-
-
-def _run_statement(conn: psycopg.Connection, side: _Side, stmt: Statement, repeat: int,
-                   generic: bool, check_results: bool = False) -> None:
-    assert side.info is not None
-    if stmt.skip_reason:
-        n = _n_params(stmt.query)
-        if n:
-            try:
-                side.plan_only[stmt.key] = plan_only(conn, stmt.query, n, side.info.version_num)
-            except QueryFailed as exc:
-                side.plan_only[stmt.key] = str(exc)
-        return
-    sets = param_sets_of(stmt)
-    for ps in sets:
-        key = (stmt.key, ps.label, "custom")
-        try:
-            side.runs[key] = measure(conn, stmt.query, ps.values, repeat)
-        except QueryFailed as exc:
-            side.errors[key] = str(exc)
-        if check_results and result_shape(stmt.query) is not None:
-            try:
-                side.digests[(stmt.key, ps.label)] = result_digest(conn, stmt.query, ps.values)
-            except QueryFailed as exc:
-                side.digests[(stmt.key, ps.label)] = str(exc)
-        if not (generic and ps.values):
-            continue
-        gkey = (stmt.key, ps.label, "generic")
-        try:
-            side.runs[gkey] = measure_generic(conn, stmt.query, ps.values, repeat)
-        except QueryFailed as exc:
-            side.errors[gkey] = str(exc)
-    if generic and sets and sets[0].values:
-        # The plan cache decides from the custom plans of the calls it sees, mostly typical
-        # ones: the first (typical) set stands for them; the decision then holds for every value.
-        try:
-            side.auto_generic[stmt.key] = auto_chooses_generic(
-                conn, stmt.query, sets[0].values, side.info.version_num)
-        except QueryFailed:
-            side.auto_generic[stmt.key] = None
-
-
-def _run_side(label: str, dsn: str, workload: Workload, repeat: int, limits: db.SessionLimits,
-              progress: Progress | None, generic: bool = True, redact: bool = False,
-              check_results: bool = False) -> _Side:
-    """Everything one cluster is asked, database by database, on one connection at a time."""
-    side = _Side()
-    databases = workload.databases or (None,)
-    multi = len(databases) > 1  # then each statement runs in the database it was captured in
-    done = 0
-    for dbname in databases:
-        dsn_db = db.with_dbname(dsn, dbname, override=multi)
-        todo = [s for s in workload.statements if (s.database or workload.source.database) == dbname]
-        with db.connect(dsn_db, label=label if not multi else f"{label} ({dbname})", limits=limits) as conn:
-            if side.info is None:
-                side.info = ServerInfo(label, db.server_version(conn), db.server_version_num(conn),
-                                       db.redact_dsn(dsn))
-            # The catalog first, before any statement runs: rolled-back INSERTs still draw
-            # sequence values.  Its statistics family is also what the report shows per table.
-            side.readiness[str(conn.info.dbname)] = gather_all(conn)
-            for stmt in todo:
-                done += 1
-                if progress:
-                    progress(f"{label}: [{done}/{len(workload.statements)}] {stmt.short_id} "
-                             f"{stmt.query[:60]!r}")
-                _run_statement(conn, side, stmt, repeat, generic, check_results)
-    if redact:  # error messages can quote input values: invalid input syntax ...: "abc"
-        side.errors = {k: mask_quoted(v) for k, v in side.errors.items()}
-        side.plan_only = {k: mask_quoted(v) if isinstance(v, str) else v for k, v in side.plan_only.items()}
-    return side
-
-
-def _summaries(old: _Side, new: _Side) -> dict[tuple[str, str, str, str], Measurement]:
-    """Medians per (statement, parameter set, mode, side), tabulated with pandas."""
-    records = [
-        {"fp": fp, "ps": ps, "mode": mode, "side": side_name, "run": i, "ms": r.execution_ms,
-         "shared": r.shared_buffers, "temp": r.temp_buffers, "shape": shape_fingerprint(r.plan)}
-        for side_name, side in (("old", old), ("new", new))
-        for (fp, ps, mode), runs in side.runs.items()
-        for i, r in enumerate(runs)
-    ]
-    out: dict[tuple[str, str, str, str], Measurement] = {}
-    if records:
-        df = pd.DataFrame.from_records(records)
-        med = df.groupby(["fp", "ps", "mode", "side"]).agg(
-            median_ms=("ms", "median"), shared=("shared", "median"), temp=("temp", "median"),
-            runs=("run", "size"), shapes=("shape", lambda s: tuple(sorted(set(s)))),
-        )
-        for (fp, ps, mode, side_name), row in med.iterrows():
-            runs = (old if side_name == "old" else new).runs[(fp, ps, mode)]
-            typical = min(runs, key=lambda r: abs(r.execution_ms - row["median_ms"]))
-            out[(fp, ps, mode, side_name)] = Measurement(
-                median_ms=float(row["median_ms"]), shared_buffers=int(row["shared"]),
-                temp_buffers=int(row["temp"]), runs=int(row["runs"]), plan=typical.plan,
-                plan_fingerprints=row["shapes"], times_ms=tuple(r.execution_ms for r in runs),
-            )
-    for side_name, side in (("old", old), ("new", new)):
-        for (fp, ps, mode), err in side.errors.items():
-            out[(fp, ps, mode, side_name)] = Measurement(error=err)
-    return out
+    noise: NoiseFloor | None = None  # measured on the clusters during this comparison
+    load: tuple[Load, Load] | None = None  # what planguard asked of OLD and of NEW
 
 
 PLANNER_SETTINGS = {
@@ -368,10 +240,18 @@ def _bare(name: str) -> str:
     return name.rsplit(".", 1)[-1].strip('"')
 
 
+
+
 def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: Workload,
             old: ServerInfo, new: ServerInfo, context: Sequence[Finding] = (),
             ) -> tuple[list[str], list[str]]:
-    """Most likely causes of a regression, with the SQL that addresses each."""
+    """Most likely causes of a regression, with the SQL that addresses each.
+
+    With the same plan on both sides the planner is not the cause: neither statistics nor a
+    version's planner are named then (``_same_plan_causes``).
+    """
+    if same_shapes(result.old, result.new):
+        return _same_plan_causes(result, old, new, context)
     causes: list[str] = []
     fixes: list[str] = []
     missing = {_bare(f.object): f for f in context if f.kind == "missing_index"}
@@ -408,8 +288,7 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
                 if not fixes:
                     fixes.append(f"-- after fresh statistics, if NEW still prefers it:\n"
                                  f"DROP INDEX CONCURRENTLY {snap.name};")
-    settings = sorted({f.object for f in context if f.kind == "setting_diff" and f.severity != "info"
-                       and _plans_with(f.object)})
+    settings = _differing_settings(context, _plans_with)
     if settings:
         causes.append(f"planner settings differ between OLD and NEW: {', '.join(settings[:6])}")
         fixes.append("-- align them (see the setting_diff findings), then compare again")
@@ -422,8 +301,61 @@ def _causes(result: ParamSetResult, never: set[str], stale: set[str], workload: 
     return causes, fixes
 
 
+# Settings that change how the same plan executes, not which plan is chosen.
+EXECUTOR_SETTINGS = {"work_mem", "hash_mem_multiplier", "jit", "jit_above_cost", "jit_inline_above_cost",
+                     "jit_optimize_above_cost", "max_parallel_workers", "max_parallel_workers_per_gather",
+                     "max_worker_processes", "effective_io_concurrency", "maintenance_io_concurrency",
+                     "temp_buffers"}
+
+
+def _differing_settings(context: Sequence[Finding], which: Callable[[str], bool]) -> list[str]:
+    return sorted({f.object for f in context if f.kind == "setting_diff" and f.severity != "info"
+                   and which(f.object)})
+
+
+def _executor_setting(setting_object: str) -> bool:
+    return setting_object.split(" ", 1)[0] in EXECUTOR_SETTINGS
+
+
+def _same_plan_causes(result: ParamSetResult, old: ServerInfo, new: ServerInfo,
+                      context: Sequence[Finding]) -> tuple[list[str], list[str]]:
+    """What makes the same plan slower: what ran differently, never what the planner chose."""
+    causes: list[str] = []
+    fixes: list[str] = []
+    for ch in result.changes:
+        if ch.kind == "spill":
+            causes.append(f"the same plan spilled to disk on NEW only ({ch.detail})")
+            fixes.append("SHOW work_mem; SHOW hash_mem_multiplier;  -- on both: lower on NEW?")
+        elif ch.kind == "workers":
+            causes.append(f"NEW ran short of parallel workers: {ch.detail}")
+            fixes.append("SHOW max_parallel_workers; SHOW max_worker_processes;  -- compare with OLD")
+    o_jit = result.old.plan.jit if result.old.plan else None
+    n_jit = result.new.plan.jit if result.new.plan else None
+    if n_jit and not o_jit:
+        causes.append(f"JIT compiled the statement on NEW only ({n_jit.get('Functions', '?')} functions)")
+        fixes.append("-- test without JIT, then compare jit and jit_above_cost on both:\nSET jit = off;")
+    ob, nb = result.old.buffers, result.new.buffers
+    if nb > ob * 1.5 and not any(ch.kind == "spill" for ch in result.changes):
+        causes.append(f"the same plan reads {nb / max(ob, 1):.1f}× the buffers on NEW "
+                      "(bloat, or another physical order of the rows)")
+        fixes.append("-- compare table and index sizes on both; VACUUM, or REINDEX CONCURRENTLY a "
+                     "bloated index")
+    settings = _differing_settings(context, _executor_setting)
+    if settings:
+        causes.append(f"settings that change how a plan runs differ: {', '.join(settings[:6])}")
+        fixes.append("-- align them (see the setting_diff findings), then compare again")
+    if not causes:
+        versions = (f" and executor changes between PostgreSQL {old.major} and {new.major}"
+                    if old.major != new.major else "")
+        causes.append("not the planner (the same plan and buffers on both); NEW's CPU (speed, steal, "
+                      f"other load), the functions the statement calls{versions}")
+        fixes.append("-- the plan is the same: compare CPU, function definitions and JIT on both")
+    return causes, fixes
+
+
 def _statement_findings(results: list[StatementResult], context: list[Finding], workload: Workload,
-                        old: ServerInfo, new: ServerInfo, thresholds: Thresholds) -> list[Finding]:
+                        old: ServerInfo, new: ServerInfo, thresholds: Thresholds,
+                        noise: NoiseFloor | None = None) -> list[Finding]:
     """Findings about statements; ``context`` are the catalog findings that explain them."""
     never = {f.object for f in context if f.kind == "never_analyzed" and f.severity == "blocker"}
     stale = {f.object for f in context if f.kind == "stale_stats"}
@@ -443,11 +375,13 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
                 f"{load} Plan: {plan_change}. Likely cause: {'; '.join(causes)}.",
                 "\n".join(dict.fromkeys(fixes)),
             ))
+        elif res.status == "slower_same_plan" and dec is not None:
+            out.append(_same_plan_finding(res, dec, obj, rate, old, new, context, thresholds))
         elif res.status == "unstable" and dec is not None:
             out.append(Finding(
                 "unstable_timing", "warning", obj,
-                f"{obj} ({rate}) with parameters '{dec.label}': {dec.call.reason}. The timings vary "
-                "too much to call it a regression; the plan and buffers did not change enough to.",
+                f"{obj} ({rate}) with parameters '{dec.label}': {dec.call.reason}. The runs do not "
+                "settle whether NEW is slower, and nothing deterministic (plan, buffers) says it is.",
                 "-- run compare again when both clusters are quiet, or with a higher --repeat",
             ))
         elif res.status == "error" and dec is not None:
@@ -477,14 +411,50 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
                 "-- add a parameter set for it in the workload file (\"param_sets\")",
             ))
         elif res.status == "plan_changed" and dec is not None:
+            more = dec.new.buffers >= dec.old.buffers * thresholds.buffers_ratio and \
+                dec.new.buffers - dec.old.buffers >= thresholds.min_buffers_delta
             out.append(Finding(
-                "plan_changed", "info", obj,
-                f"{obj}: {'; '.join(c.detail for c in dec.changes)} (cost within thresholds)",
-                "-- no action needed; review if the statement is latency-critical",
+                "plan_changed", "warning" if more else "info", obj,
+                f"{obj}: {'; '.join(c.detail for c in dec.changes) or 'another plan'}; not slower: "
+                f"{dec.call.reason}"
+                + (". It reads far more buffers, which a warm cache hides: on a cold or busy NEW "
+                   "it may be slower" if more else ""),
+                "-- no action needed if it stays fast; review it if the statement is latency-critical",
             ))
-        out.extend(_generic_findings(res, obj, rate, thresholds))
+        out.extend(_generic_findings(res, obj, rate, thresholds, noise))
         out.extend(_result_findings(res, obj))
     return out
+
+
+def _large(call: Call, t: Thresholds) -> bool:
+    ev = call.evidence
+    return ev is not None and ev.ratio >= t.same_plan_block_ratio and \
+        ev.new_ms - ev.old_ms >= t.same_plan_block_ms
+
+
+def _same_plan_finding(res: StatementResult, dec: ParamSetResult, obj: str, rate: str, old: ServerInfo,
+                       new: ServerInfo, context: Sequence[Finding], t: Thresholds) -> Finding:
+    """A slowdown with the same plan and buffers: a warning with its evidence; a blocker only
+    when large, confirmed by an independent second round of pairs, and heavy at production rates."""
+    causes, fixes = _same_plan_causes(dec, old, new, context)
+    conf = dec.confirmation
+    severity, load = _load_text(impact_of(res.statement, dec), t, dec.label)
+    if not _large(dec.call, t):
+        verdict = (f"That is below the {t.same_plan_block_ratio:g}× and {t.same_plan_block_ms:g} ms from "
+                   "which a same-plan slowdown blocks, so it warns.")
+        severity = "warning"
+    elif conf is None or conf.call.status != "slower_same_plan" or not _large(conf.call, t):
+        what = "was not taken" if conf is None else f"did not confirm it ({conf.call.reason})"
+        verdict = f"A second, independent round of pairs {what}, so it warns."
+        severity = "warning"
+    else:
+        verdict = f"A second, independent round of pairs confirmed it ({conf.call.reason}). {load}"
+    return Finding(
+        "slower_same_plan", severity, obj,
+        f"{obj} ({rate}) is slower on NEW with the same plan and the same buffers, parameters "
+        f"'{dec.label}': {dec.call.reason}. {verdict} What to check: {'; '.join(causes)}.",
+        "\n".join(dict.fromkeys(fixes)),
+    )
 
 
 def _result_findings(res: StatementResult, obj: str) -> list[Finding]:
@@ -526,15 +496,22 @@ def _load_text(imp: Impact | None, thresholds: Thresholds, label: str) -> tuple[
     return "warning", text + f": below the {thresholds.impact_block_aas} sessions that block."
 
 
-def _generic_findings(res: StatementResult, obj: str, rate: str, thresholds: Thresholds) -> list[Finding]:
-    """Generic plans: regressed against OLD's, or much slower than NEW's own custom plan."""
+SLOWER = ("regressed", "slower_same_plan")
+
+
+def _generic_findings(res: StatementResult, obj: str, rate: str, thresholds: Thresholds,
+                      noise: NoiseFloor | None = None) -> list[Finding]:
+    """Generic plans: regressed against OLD's, or much slower than NEW's own custom plan.
+
+    Custom and generic runs are separate series, not pairs: those comparisons are unpaired.
+    """
     out: list[Finding] = []
     for p in res.param_sets:
         g = p.generic
         if g is None or not g.new.ok or not p.new.ok or g.auto_new is False:
             continue
-        slower = classify(p.new, g.new, thresholds)
-        if slower.status == "regressed":
+        slower = classify(p.new, g.new, thresholds, noise, paired=False)
+        if slower.status in SLOWER:
             out.append(Finding(
                 "generic_plan_slower", "warning", obj,
                 f"{obj} ({rate}) as a prepared statement on NEW: with parameters '{p.label}' the "
@@ -551,7 +528,7 @@ def _generic_findings(res: StatementResult, obj: str, rate: str, thresholds: Thr
             continue
         # OLD's plan cache keeps custom plans, NEW's switches to the generic one: the
         # application gets OLD's custom plan before and NEW's generic plan after.
-        flip = classify(p.old, g.new, thresholds)
+        flip = classify(p.old, g.new, thresholds, noise, paired=False)
         if flip.status == "regressed":
             out.append(Finding(
                 "generic_plan_regression", "blocker", obj,
@@ -564,17 +541,17 @@ def _generic_findings(res: StatementResult, obj: str, rate: str, thresholds: Thr
             return out
     for p in res.param_sets:
         g = p.generic
-        if g is None or g.call.status != "regressed":
+        if g is None or g.call.status not in SLOWER:
             continue
         picks = {True: "NEW's plan cache switches to this generic plan after 5 executions",
                  False: "NEW's plan cache keeps custom plans for these values",
                  None: "whether NEW's plan cache would pick it is unknown (PostgreSQL < 14)"}[g.auto_new]
-        # A blocker is a flip to a worse generic plan that NEW would use.  The same plan only
-        # slower (a different executor or build) would hit custom plans of that shape too.
-        flipped = bool(g.changes) or g.new.buffers >= g.old.buffers * 2 + 100
+        # A blocker is a flip to a worse generic plan (other work) that NEW would use.  The same
+        # plan only slower (a different executor or build) would hit custom plans too.
+        flipped = g.call.status == "regressed"
         out.append(Finding(
             "generic_plan_regression", "blocker" if g.auto_new and flipped else "warning", obj,
-            f"{obj} ({rate}) as a prepared statement: the generic plan regressed with parameters "
+            f"{obj} ({rate}) as a prepared statement: the generic plan is slower with parameters "
             f"'{p.label}': {g.call.reason}. {picks}. Plan: "
             + ("; ".join(c.detail for c in g.changes) or "same plan") + ".",
             "-- fix statistics first (ANALYZE); if it persists, keep custom plans for this role:\n"
@@ -584,15 +561,54 @@ def _generic_findings(res: StatementResult, obj: str, rate: str, thresholds: Thr
     return out
 
 
-def _measured(summary: dict[tuple[str, str, str, str], Measurement], fp: str, label: str,
-              mode: str, thresholds: Thresholds) -> tuple[Measurement, Measurement, Call, tuple[Change, ...]]:
-    o = summary.get((fp, label, mode, "old"), Measurement(error="not run"))
-    n = summary.get((fp, label, mode, "new"), Measurement(error="not run"))
+COLD_BLOCKS = 1000  # reads on NEW's first executions from which its cold cache is worth saying
+
+
+def _cold_cache(old: SideRecord, new: SideRecord) -> list[Finding]:
+    """NEW read much more from outside shared buffers on its first executions than OLD: say so,
+    and that the timings were taken warm (the postmortem's team first blamed a cold cache)."""
+    first_new = sum(w.first_read for w in new.warmups.values())
+    first_old = sum(w.first_read for w in old.warmups.values())
+    if first_new < COLD_BLOCKS or first_new < 2 * first_old:
+        return []
+    rels: dict[str, int] = {}
+    for w in new.warmups.values():
+        for rel, blocks in w.reads_by_relation:
+            rels[rel] = rels.get(rel, 0) + blocks
+    top = sorted(rels, key=lambda r: -rels[r])[:5]
+    statements = len({k[0] for k, w in new.warmups.items() if w.first_read})
+    still = sum(w.last_read for w in new.warmups.values())
+    most = max(w.runs for w in new.warmups.values())
+    message = (
+        f"NEW's cache was cold: the first executions of {statements} statements read {first_new:,} "
+        f"blocks ({human_size(first_new * 8192)}) from outside shared buffers, OLD's {first_old:,}. "
+        f"Each parameter set was warmed up before it was measured (until its reads stopped falling, "
+        f"at most {runner.WARMUP_MAX_RUNS} runs; {most} here), so the timings compare warm caches"
+        + (f"; {still:,} blocks were still read on the last warm-up runs (data larger than shared "
+           "buffers)" if still else "")
+        + ". Right after the switch, NEW's first executions will be slower until its cache warms"
+        + (f"; most was read from {listing(top)}." if top else "."))
+    remediation = "CREATE EXTENSION IF NOT EXISTS pg_prewarm;  -- on NEW, before the switch\n" + "\n".join(
+        f"SELECT pg_prewarm({sql_literal(rel)});" for rel in top)
+    return [Finding("cold_cache", "info", "NEW", message, remediation)]
+
+
+def _measurement(rec: SideRecord, key: Key) -> Measurement:
+    warmup = rec.warmups.get(key)
+    if key in rec.errors:
+        return Measurement(error=rec.errors[key], warmup=warmup)
+    runs = rec.runs.get(key)
+    return summarize(runs, warmup) if runs else Measurement(error="not run", warmup=warmup)
+
+
+def _measured(old: SideRecord, new: SideRecord, key: Key, thresholds: Thresholds, noise: NoiseFloor,
+              ) -> tuple[Measurement, Measurement, Call, tuple[Change, ...]]:
+    o, n = _measurement(old, key), _measurement(new, key)
     changes = (diff_plans(o.plan, n.plan) + runtime_changes(o.plan, n.plan)) if o.plan and n.plan else ()
-    return o, n, classify(o, n, thresholds), changes
+    return o, n, classify(o, n, thresholds, noise), changes
 
 
-def _result_check(stmt: Statement, label: str, old: _Side, new: _Side) -> ResultCheck | None:
+def _result_check(stmt: Statement, label: str, old: SideRecord, new: SideRecord) -> ResultCheck | None:
     key = (stmt.key, label)
     if key not in old.digests and key not in new.digests:
         return None
@@ -602,7 +618,7 @@ def _result_check(stmt: Statement, label: str, old: _Side, new: _Side) -> Result
                        shape.ordered, shape.deterministic)
 
 
-def _plan_only(stmt: Statement, old_side: _Side, new_side: _Side) -> PlanOnly | None:
+def _plan_only(stmt: Statement, old_side: SideRecord, new_side: SideRecord) -> PlanOnly | None:
     o, n = old_side.plan_only.get(stmt.key), new_side.plan_only.get(stmt.key)
     if o is None and n is None:
         return None
@@ -635,11 +651,21 @@ def _used_on_new(results: list[StatementResult], dbname: str, workload: Workload
     return frozenset(used)
 
 
-def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thresholds,
-          ) -> tuple[list[StatementResult], list[Finding]]:
+@dataclass(frozen=True)
+class Judgement:
+    """The pure part of a comparison's outcome."""
+
+    statements: tuple[StatementResult, ...]
+    findings: tuple[Finding, ...]
+    noise: NoiseFloor
+
+
+def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresholds: Thresholds,
+          ) -> Judgement:
     """Pure part of the comparison: calls, changes and findings from both sides' records."""
     assert old_side.info and new_side.info
-    summary = _summaries(old_side, new_side)
+    noise = noise_floor([r.execution_ms for r in runs]
+                        for rec in (old_side, new_side) for runs in rec.runs.values())
     results: list[StatementResult] = []
     for stmt in workload.statements:
         sets = param_sets_of(stmt)
@@ -649,16 +675,20 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
             continue
         ps_results = []
         for ps in sets:
-            o, n, call, changes = _measured(summary, stmt.key, ps.label, "custom", thresholds)
-            generic = None
-            gkey = (stmt.key, ps.label, "generic")
+            o, n, call, changes = _measured(old_side, new_side, (stmt.key, ps.label, CUSTOM), thresholds,
+                                            noise)
+            generic = confirmation = None
+            gkey, ckey = (stmt.key, ps.label, GENERIC), (stmt.key, ps.label, CONFIRM)
             if any(gkey in side.runs or gkey in side.errors for side in (old_side, new_side)):
-                go, gn, gcall, gchanges = _measured(summary, stmt.key, ps.label, "generic",
-                                                    thresholds)
+                go, gn, gcall, gchanges = _measured(old_side, new_side, gkey, thresholds, noise)
                 generic = GenericResult(go, gn, gcall, gchanges, old_side.auto_generic.get(stmt.key),
                                         new_side.auto_generic.get(stmt.key))
+            if any(ckey in side.runs or ckey in side.errors for side in (old_side, new_side)):
+                co, cn, ccall, _ = _measured(old_side, new_side, ckey, thresholds, noise)
+                confirmation = Round(co, cn, ccall)
             ps_results.append(ParamSetResult(ps.label, ps.values, o, n, call, changes, generic,
-                                             _result_check(stmt, ps.label, old_side, new_side)))
+                                             _result_check(stmt, ps.label, old_side, new_side),
+                                             confirmation))
         worst = min(ps_results, key=lambda p: SEVERITY[p.call.status])
         results.append(StatementResult(stmt, worst.call.status, worst.call.reason, tuple(ps_results)))
     # Catalog findings (statistics freshness included, for every table) from the readiness
@@ -667,9 +697,10 @@ def judge(workload: Workload, old_side: _Side, new_side: _Side, thresholds: Thre
     for old_db, new_db in _database_pairs(old_side.readiness, new_side.readiness):
         context += evaluate_all(old_side.readiness[old_db], new_side.readiness[new_db], thresholds,
                                 _used_on_new(results, old_db, workload))
-    findings = merge_findings(context, _statement_findings(results, context, workload, old_side.info,
-                                                           new_side.info, thresholds))
-    return results, findings
+    statement_findings = _statement_findings(results, context, workload, old_side.info, new_side.info,
+                                             thresholds, noise)
+    findings = merge_findings(context, statement_findings + _cold_cache(old_side, new_side))
+    return Judgement(tuple(results), tuple(findings), noise)
 
 
 def touched_tables(workload: Workload, results: Sequence[StatementResult],
@@ -685,7 +716,7 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             thresholds: Thresholds | None = None, limits: db.SessionLimits | None = None,
             progress: Progress | None = None, generic: bool = True, redact: bool = False,
             check_results: bool = False) -> Comparison:
-    """Run ``workload`` on both clusters at once and return the full comparison."""
+    """Run ``workload`` on both clusters in lockstep and return the full comparison."""
     thresholds = thresholds or Thresholds()
     limits = limits or db.SessionLimits()
     started = datetime.now(timezone.utc)
@@ -697,65 +728,15 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             with db.connect(db.with_dbname(old_dsn, dbname, override=multi), label="old",
                             limits=limits) as conn:
                 workload = fill_values(conn, workload, database=dbname)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="planguard") as pool:
-        f_old = pool.submit(_run_side, "old", old_dsn, workload, repeat, limits, progress,
-                            generic, redact, check_results)
-        f_new = pool.submit(_run_side, "new", new_dsn, workload, repeat, limits, progress,
-                            generic, redact, check_results)
-        old_side, new_side = f_old.result(), f_new.result()
-        rounds = 0
-        while (todo := _uncertain(old_side, new_side, thresholds)) and rounds < 3:
-            rounds += 1
-            extra = min(repeat, thresholds.max_runs - max(len(old_side.runs[k]) for k in todo))
-            if extra <= 0:
-                break
-            if progress:
-                progress(f"measuring {len(todo)} uncertain statement(s) again: {extra} more runs each")
-            more = [pool.submit(_measure_more, label, dsn, workload, todo, extra, limits, side)
-                    for label, dsn, side in (("old", old_dsn, old_side), ("new", new_dsn, new_side))]
-            for f in more:
-                f.result()
-    results, findings = judge(workload, old_side, new_side, thresholds)
-    assert old_side.info and new_side.info
+    rec = runner.run(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds, limits=limits,
+                     progress=progress, generic=generic, redact=redact, check_results=check_results)
+    judged = judge(workload, rec.old, rec.new, thresholds)
+    assert rec.old.info and rec.new.info
     return Comparison(
-        old=old_side.info, new=new_side.info, workload=workload, statements=tuple(results),
-        findings=tuple(findings), verdict=decide(findings), thresholds=thresholds, repeat=repeat,
+        old=rec.old.info, new=rec.new.info, workload=workload, statements=judged.statements,
+        findings=judged.findings, verdict=decide(judged.findings), thresholds=thresholds, repeat=repeat,
         started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
-        tables=touched_tables(workload, results, new_side.readiness), redacted=redact,
-        impact=workload_impact(results),
+        tables=touched_tables(workload, judged.statements, rec.new.readiness), redacted=redact,
+        impact=workload_impact(judged.statements), noise=judged.noise,
+        load=(Load(rec.old.executions, rec.old.server_ms), Load(rec.new.executions, rec.new.server_ms)),
     )
-
-
-def _uncertain(old: _Side, new: _Side, thresholds: Thresholds) -> set[Key]:
-    """Runs whose call is ``unstable``: worth measuring again (pure)."""
-    summary = _summaries(old, new)
-    out: set[Key] = set()
-    for key in set(old.runs) & set(new.runs):
-        o, n = summary.get((*key, "old")), summary.get((*key, "new"))
-        if o and n and classify(o, n, thresholds).status == "unstable":
-            out.add(key)
-    return out
-
-
-def _measure_more(label: str, dsn: str, workload: Workload, keys: set[Key], extra: int,
-                  limits: db.SessionLimits, side: _Side) -> None:
-    """Add ``extra`` runs (no warm-up: the statement just ran) for ``keys`` on one cluster."""
-    by_key = {s.key: s for s in workload.statements}
-    databases = workload.databases or (None,)
-    multi = len(databases) > 1
-    for dbname in databases:
-        mine = [k for k in sorted(keys) if (by_key[k[0]].database or workload.source.database) == dbname]
-        if not mine:
-            continue
-        with db.connect(db.with_dbname(dsn, dbname, override=multi), label=label, limits=limits) as conn:
-            for key in mine:
-                stmt = by_key[key[0]]
-                values = next(p.values for p in param_sets_of(stmt) if p.label == key[1])
-                run = measure_generic if key[2] == "generic" else measure
-                try:
-                    side.runs[key] = side.runs[key] + run(conn, stmt.query, values, extra, warmup=0)
-                except QueryFailed:
-                    continue  # keep what was measured; the call stays as it is
-
-
-

@@ -22,13 +22,16 @@ from planguard.errors import ConfigError
 class Thresholds:
     """When a difference between OLD and NEW counts.
 
-    A statement *regressed* when NEW's median execution time is at least
-    ``time_ratio`` times OLD's **and** at least ``min_time_delta_ms`` slower **and** the
-    runs say so (one-sided Mann-Whitney U below ``alpha``), or when its median buffers
-    (shared hit + read, plus temp: deterministic, no test needed) are at least
-    ``buffers_ratio`` times OLD's **and** at least ``min_buffers_delta`` more.  The
-    floors keep sub-millisecond noise from ever blocking a cutover; a time difference
-    the runs cannot confirm is ``unstable``, measured again up to ``max_runs`` runs.
+    NEW is *slower* when its runs, taken in pairs with OLD's, are at least ``time_ratio``
+    times OLD's **and** at least ``min_time_delta_ms`` slower **and** beyond the noise
+    floor measured on the clusters **and** confirmed (every pair beyond that bar, or a
+    one-sided sign test over the pairs below ``alpha``): see ``planguard.timing``.  A
+    slower statement *regressed* when NEW also does other work: another plan, or median
+    buffers (shared hit + read, plus temp) ``buffers_ratio`` times OLD's **and**
+    ``min_buffers_delta`` more.  Slower with the same plan and buffers is
+    ``slower_same_plan``: a warning, a blocker only when NEW is ``same_plan_block_ratio``
+    times and ``same_plan_block_ms`` slower in two independent rounds of pairs.  A time
+    difference the runs cannot confirm is ``unstable``, measured again up to ``max_runs``.
 
     A regression blocks when it adds ``impact_block_aas`` average active sessions or
     more at production call rates (Little's law), or when the rate is unknown; a
@@ -42,8 +45,12 @@ class Thresholds:
     min_time_delta_ms: float = 1.0
     buffers_ratio: float = 2.0
     min_buffers_delta: int = 1000
-    # significance of a time difference (one-sided Mann-Whitney U over the measured runs)
+    # significance of a time difference (one-sided sign test over the pairs of runs; with
+    # 0.01, seven pairs at least when not every pair is beyond the bar)
     alpha: float = 0.01
+    # slower_same_plan blocks only from this ratio and this many ms, confirmed twice
+    same_plan_block_ratio: float = 3.0
+    same_plan_block_ms: float = 5.0
     # runs per statement and side at most, counting the adaptive re-measurements
     max_runs: int = 20
     # added average active sessions (calls/s x extra seconds) from which a regression blocks

@@ -136,11 +136,17 @@ def run_traffic(cluster: Cluster, iterations: int, accounts: int, seed: int = 7,
 
 
 def restore_new(old: Cluster, new: Cluster, workdir: Path, analyze_small: bool = True,
-                dbname: str = "postgres") -> None:
-    """pg_dump OLD, pg_restore into NEW; statistics are not carried, autovacuum is off."""
+                dbname: str = "postgres", statistics: bool = False) -> None:
+    """pg_dump OLD, pg_restore into NEW; statistics are not carried, autovacuum is off.
+
+    ``statistics``: carry OLD's planner statistics too (``pg_dump --statistics``, PostgreSQL
+    18's pg_dump, which reads them from older servers as well), for a NEW with the same data
+    *and* statistics as OLD.
+    """
     dump = workdir / f"{dbname}.dump"
+    stats = ["--statistics"] if statistics else []
     for args in (
-        [new.install.tool("pg_dump"), "-Fc", "-f", str(dump), "-d", old.dsn(dbname)],
+        [new.install.tool("pg_dump"), "-Fc", *stats, "-f", str(dump), "-d", old.dsn(dbname)],
         [new.install.tool("pg_restore"), "--no-owner", "-d", new.dsn(dbname), str(dump)],
     ):
         res = subprocess.run(args, capture_output=True, text=True, check=False, timeout=900)

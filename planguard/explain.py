@@ -20,22 +20,12 @@ import psycopg
 from psycopg import errors, sql
 
 from planguard.db import MARK
+from planguard.diff import Run
 from planguard.errors import ConnectionFailed
 from planguard.params import ParseFailure, analyze
 from planguard.plan import Plan, PlanFormatError, parse_plan
 
 EXPLAIN = "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, FORMAT JSON) "
-
-
-@dataclass(frozen=True)
-class Run:
-    """One measured execution."""
-
-    execution_ms: float
-    planning_ms: float | None
-    shared_buffers: int
-    temp_buffers: int
-    plan: Plan
 
 
 class QueryFailed(Exception):
@@ -99,23 +89,7 @@ def _plan_of(row: tuple[Any, ...]) -> Plan:
 def explain_once(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
                  rollback_only: bool) -> Run:
     """One EXPLAIN ANALYZE in its own transaction, which is then rolled back."""
-    plan = _plan_of(fetch_rolled_back(conn, MARK + EXPLAIN + query, values, rollback_only))
-    return Run(
-        execution_ms=float(plan.execution_ms or 0.0),
-        planning_ms=plan.planning_ms,
-        shared_buffers=plan.shared_buffers,
-        temp_buffers=plan.temp_buffers,
-        plan=plan,
-    )
-
-
-def measure(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
-            repeat: int, warmup: int = 1) -> list[Run]:
-    """``warmup`` discarded runs, then ``repeat`` measured ones. Raises QueryFailed."""
-    rollback_only = needs_rollback(query)
-    for _ in range(warmup):
-        explain_once(conn, query, values, rollback_only)
-    return [explain_once(conn, query, values, rollback_only) for _ in range(repeat)]
+    return Run.of(_plan_of(fetch_rolled_back(conn, MARK + EXPLAIN + query, values, rollback_only)))
 
 
 # -- generic plans -------------------------------------------------------------------
@@ -130,10 +104,9 @@ def _literals(values: tuple[str | None, ...]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Literal(v) for v in values)
 
 
-@contextlib.contextmanager
-def prepared(conn: psycopg.Connection, query: str, cache_mode: str | None) -> Iterator[str]:
+def _prepare(conn: psycopg.Connection, query: str, cache_mode: str | None) -> str:
     """``PREPARE`` the statement under ``plan_cache_mode`` (None: the session's own, as the
-    application gets it from the database and role settings); deallocated and reset afterwards."""
+    application gets it from the database and role settings); its name. Raises QueryFailed."""
     name = f"planguard_{next(_counter)}"
     try:
         if cache_mode is not None:
@@ -142,12 +115,23 @@ def prepared(conn: psycopg.Connection, query: str, cache_mode: str | None) -> It
     except psycopg.Error as exc:
         conn.execute("RESET plan_cache_mode")
         raise QueryFailed(reason(exc)) from exc
+    return name
+
+
+def _deallocate(conn: psycopg.Connection, name: str) -> None:
+    if not conn.closed:
+        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+        conn.execute("RESET plan_cache_mode")
+
+
+@contextlib.contextmanager
+def prepared(conn: psycopg.Connection, query: str, cache_mode: str | None) -> Iterator[str]:
+    """A prepared statement for the block (see ``_prepare``), deallocated and reset afterwards."""
+    name = _prepare(conn, query, cache_mode)
     try:
         yield name
     finally:
-        if not conn.closed:
-            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
-            conn.execute("RESET plan_cache_mode")
+        _deallocate(conn, name)
 
 
 def _explain_execute(conn: psycopg.Connection, name: str, values: tuple[str | None, ...],
@@ -159,18 +143,25 @@ def _explain_execute(conn: psycopg.Connection, name: str, values: tuple[str | No
     return _plan_of(fetch_rolled_back(conn, stmt, None, rollback_only))
 
 
-def measure_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
-                    repeat: int, warmup: int = 1) -> list[Run]:
-    """EXPLAIN ANALYZE of the forced generic plan, ``warmup`` + ``repeat`` times."""
-    rollback_only = needs_rollback(query)
-    runs: list[Run] = []
-    with prepared(conn, query, "force_generic_plan") as name:
-        for i in range(warmup + repeat):
-            plan = _explain_execute(conn, name, values, rollback_only)
-            if i >= warmup:
-                runs.append(Run(float(plan.execution_ms or 0.0), plan.planning_ms,
-                                plan.shared_buffers, plan.temp_buffers, plan))
-    return runs
+class GenericPlan:
+    """A statement PREPAREd under ``plan_cache_mode = force_generic_plan`` on one connection,
+    kept while its runs are measured (``run``), then deallocated (``close``).
+
+    The session's ``plan_cache_mode`` stays forced until ``close``: nothing else may be
+    prepared on the connection meanwhile (custom runs are unprepared and not affected).
+    """
+
+    def __init__(self, conn: psycopg.Connection, query: str) -> None:
+        self.conn = conn
+        self.rollback_only = needs_rollback(query)
+        self.name = _prepare(conn, query, "force_generic_plan")
+
+    def run(self, values: tuple[str | None, ...]) -> Run:
+        """One EXPLAIN ANALYZE EXECUTE of the generic plan. Raises QueryFailed."""
+        return Run.of(_explain_execute(self.conn, self.name, values, self.rollback_only))
+
+    def close(self) -> None:
+        _deallocate(self.conn, self.name)
 
 
 def auto_chooses_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],

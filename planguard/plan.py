@@ -136,6 +136,11 @@ class Plan:
         return int(r.get("Shared Hit Blocks", 0)) + int(r.get("Shared Read Blocks", 0))
 
     @property
+    def shared_read(self) -> int:
+        """Shared blocks the execution had to read (not yet in shared buffers: a cold cache)."""
+        return int(self.root.raw.get("Shared Read Blocks", 0))
+
+    @property
     def temp_buffers(self) -> int:
         r = self.root.raw
         return int(r.get("Temp Read Blocks", 0)) + int(r.get("Temp Written Blocks", 0))
@@ -212,6 +217,15 @@ def shape_fingerprint(plan: Plan) -> str:
 def indexes_used(plan: Plan) -> tuple[str, ...]:
     """Names of the indexes the plan scans, sorted, without duplicates."""
     return tuple(sorted({n.index_name for n in plan.nodes() if n.index_name}))
+
+
+def reads_by_relation(plan: Plan) -> dict[str, int]:
+    """Shared blocks read (not hit) by each relation's scans, e.g. to find a cold table."""
+    out: dict[str, int] = {}
+    for n in plan.nodes():
+        if n.relation and n.scan_method:
+            out[n.relation] = out.get(n.relation, 0) + int(n.raw.get("Shared Read Blocks", 0) or 0)
+    return {rel: blocks for rel, blocks in out.items() if blocks}
 
 
 def relations(plan: Plan) -> tuple[str, ...]:

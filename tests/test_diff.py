@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from planguard.config import Thresholds
 from planguard.diff import Measurement, classify, diff_plans
 from planguard.plan import parse_plan
+from planguard.timing import noise_floor
 from tests.conftest import fixture_names, plan_fixture
 
 T = Thresholds()
 
 
-def m(ms: float, buffers: int, plan_name: str = "pg18_tenant_list") -> Measurement:
-    return Measurement(median_ms=ms, shared_buffers=buffers, temp_buffers=0, runs=5,
-                       plan=parse_plan(plan_fixture(plan_name)))
+TENANT_LIST = "pg18_tenant_list"
+UNANALYZED = "pg18_tenant_list_unanalyzed"
+
+
+def m(times: float | tuple[float, ...], buffers: int, plan_name: str = TENANT_LIST, temp: int = 0,
+      ) -> Measurement:
+    """A side's measurement on a recorded real plan; a single time stands for 5 equal runs."""
+    runs = times if isinstance(times, tuple) else (times,) * 5
+    return Measurement(median_ms=statistics.median(runs), shared_buffers=buffers, temp_buffers=temp,
+                       runs=len(runs), plan=parse_plan(plan_fixture(plan_name)), times_ms=runs)
 
 
 def test_identical_plans_have_no_changes() -> None:
@@ -51,9 +61,11 @@ def test_cross_version_differences_are_described() -> None:
 
 
 def test_regressed_by_time_and_buffers() -> None:
-    call = classify(m(0.05, 6), m(185.4, 9760, "pg18_tenant_list_unanalyzed"), T)
-    assert call.status == "regressed"
+    """The demo's flip: every pair 3,000x slower, another plan, 1,600x the buffers."""
+    call = classify(m(0.05, 6), m(185.4, 9760, UNANALYZED), T)
+    assert call.status == "regressed" and call.evidence is not None and call.evidence.decisive
     assert "0.05 → 185.40 ms" in call.reason and "buffers 6 → 9760" in call.reason
+    assert "different plan" in call.reason and call.same_work is False
 
 
 def test_sub_millisecond_noise_never_regresses() -> None:
@@ -61,8 +73,14 @@ def test_sub_millisecond_noise_never_regresses() -> None:
     assert classify(m(0.1, 5), m(0.4, 5), T).status == "unchanged"
 
 
-def test_buffers_alone_can_regress() -> None:
-    assert classify(m(10.0, 1000), m(12.0, 5000), T).status == "regressed"
+def test_more_buffers_alone_is_no_regression() -> None:
+    """A plan can trade buffers for CPU: another plan that reads 5x more but is not slower is
+    plan_changed, with the buffers as its evidence; the same plan reading more is unchanged."""
+    other = classify(m(10.0, 1000), m(10.5, 5000, UNANALYZED), T)
+    assert other.status == "plan_changed" and "buffers 1000 → 5000" in other.reason
+    assert "not slower" in other.reason
+    same = classify(m(10.0, 1000), m(10.5, 5000), T)
+    assert same.status == "unchanged" and "buffers 1000 → 5000" in same.reason
 
 
 def test_small_buffer_growth_is_not_a_regression() -> None:
@@ -70,8 +88,8 @@ def test_small_buffer_growth_is_not_a_regression() -> None:
 
 
 def test_improved_and_plan_changed() -> None:
-    assert classify(m(50.0, 9000, "pg18_tenant_list_unanalyzed"), m(0.5, 5), T).status == "improved"
-    assert classify(m(1.0, 10), m(1.1, 12, "pg18_tenant_list_unanalyzed"), T).status == "plan_changed"
+    assert classify(m(50.0, 9000, UNANALYZED), m(0.5, 5), T).status == "improved"
+    assert classify(m(1.0, 10), m(1.1, 12, UNANALYZED), T).status == "plan_changed"
 
 
 def test_errors_say_which_side() -> None:
@@ -81,49 +99,87 @@ def test_errors_say_which_side() -> None:
     assert classify(bad, bad, T).reason.startswith("fails on both")
 
 
-def _runs(median: float, times: tuple[float, ...], buffers: int = 100) -> Measurement:
-    return Measurement(median_ms=median, shared_buffers=buffers, temp_buffers=0, runs=len(times),
-                       plan=parse_plan(plan_fixture("pg18_tenant_list")), times_ms=times)
+def test_a_burst_in_some_pairs_is_not_a_regression() -> None:
+    """Background load that slowed NEW in two of five pairs moves no median: unchanged.  In
+    three of five the median ratio crosses 2x, but the pairs do not agree: unstable."""
+    old = m((10.0, 10.1, 9.9, 10.0, 10.2), 100)
+    assert classify(old, m((10.0, 30.0, 31.0, 10.1, 10.0), 100), T).status == "unchanged"
+    burst = classify(old, m((30.0, 31.0, 32.0, 10.0, 10.1), 100), T)
+    assert burst.status == "unstable" and burst.evidence is not None
+    assert burst.evidence.agree < 5 and not burst.evidence.confirmed
 
 
-def test_time_differences_need_the_runs_to_confirm_them() -> None:
-    """Mann-Whitney U on the runs: a median ratio the runs do not support is unstable."""
-    old = _runs(10.0, (9, 10, 10, 11, 30))  # one outlier on OLD
-    noisy = _runs(25.0, (10.5, 24, 25, 26, 27))
-    call = classify(old, noisy, T)
-    assert call.status == "unstable" and "not significant" in call.reason
-    clean_old = _runs(10.0, (9, 10, 10, 11, 12))
-    slow = _runs(25.0, (31, 24.5, 25, 26, 27))
-    call = classify(clean_old, slow, T)
-    assert call.status == "regressed" and "p=0.00" in call.reason  # 5 vs 5, separated: p = 0.004
-    # Buffers are deterministic: no test needed.
-    more = _runs(10.0, (9, 10, 10, 11, 12), buffers=5000)
-    assert classify(clean_old, more, T).status == "regressed"
-    # Too few runs for a test: the ratio and floor decide.
-    assert classify(_runs(10.0, (10, 10)), _runs(25.0, (25, 25)), T).status == "regressed"
+def test_a_consistent_same_plan_slowdown_is_slower_same_plan() -> None:
+    """Every pair 3x slower, same plan, same buffers: decisive, and nothing the planner did."""
+    call = classify(m((10.0, 10.2, 9.8, 10.1, 10.0), 100), m((30.0, 31.0, 29.5, 30.2, 30.4), 100), T)
+    assert call.status == "slower_same_plan" and call.same_work is True
+    assert call.evidence is not None and call.evidence.decisive and call.evidence.agree == 5
+    assert "same plan, same buffers" in call.reason
 
 
-def test_improvement_also_needs_confirmation() -> None:
-    assert classify(_runs(25.0, (10.5, 24, 25, 26, 27)), _runs(10.0, (9, 10, 10, 11, 30)), T).status \
-        in ("unchanged", "plan_changed")
-    assert classify(_runs(25.0, (24, 25, 25, 26, 27)), _runs(10.0, (9, 10, 10, 11, 12)), T).status == "improved"
+def test_a_spill_is_other_work_not_the_same_plan() -> None:
+    """The same plan shape that spills to disk on NEW (temp buffers) does other work."""
+    call = classify(m(10.0, 100), m(30.0, 100, temp=5000), T)
+    assert call.status == "regressed" and "buffers 100 → 5100" in call.reason
+
+
+def test_the_sign_test_needs_seven_pairs_when_a_pair_is_below_the_bar() -> None:
+    """NEW slower in every pair, but one pair only 1.5x: not decisive.  Five pairs cannot reach
+    alpha = 0.01 with a sign test (p = 1/32); seven can (1/128)."""
+    five_old = m((10.0,) * 5, 100)
+    five_new = m((30.0, 31.0, 15.0, 30.5, 29.8), 100)
+    assert classify(five_old, five_new, T).status == "unstable"
+    seven = classify(m((10.0,) * 7, 100), m((30.0, 31.0, 15.0, 30.5, 29.8, 30.1, 30.9), 100), T)
+    assert seven.status == "slower_same_plan" and seven.evidence is not None
+    assert seven.evidence.p is not None and seven.evidence.p < 0.01 and not seven.evidence.decisive
+
+
+def test_a_slowdown_within_the_measured_noise_is_unstable() -> None:
+    """2.5x in every pair, but runs of statements this long vary by 3x here: not a call."""
+    noisy = noise_floor([(10.0, 30.0, 10.0, 30.0, 10.0, 30.0)] * 2)
+    assert noisy.factor(10.0) == pytest.approx(3.0, rel=0.01)
+    call = classify(m(10.0, 100), m(25.0, 100), T, noisy)
+    assert call.status == "unstable" and call.evidence is not None and call.evidence.within_noise
+    assert "within the measured noise" in call.reason
+    assert classify(m(10.0, 100), m(25.0, 100), T).status == "slower_same_plan"  # quiet machine
+
+
+def test_noise_floor_is_measured_per_duration_class() -> None:
+    """Short statements vary more; their noise does not raise the floor of long ones.  A class
+    without enough runs borrows the nearest shorter class's floor (conservative)."""
+    short = [(0.05, 0.2, 0.05, 0.2, 0.05)] * 3  # 4x from run to run
+    long_ = [(200.0, 204.0, 200.0, 204.0, 200.0)] * 3  # 2 %
+    floor = noise_floor(short + long_)
+    assert floor.factor(0.1) > 3 and floor.factor(300.0) < 1.05
+    assert floor.factor(50.0) == floor.factor(0.1)  # 10-100 ms: no runs of its own
+    assert noise_floor([]).factor(5.0) == 1.0
+    assert "< 1 ms" in floor.describe() and ">= 100 ms" in floor.describe()
+
+
+def test_unpaired_comparisons_use_ranks() -> None:
+    """A custom plan against a generic one: two series taken apart, compared by Mann-Whitney U."""
+    custom = m((10.0, 10.5, 9.9, 10.2, 10.1), 100)
+    generic = m((25.0, 26.0, 24.0, 25.5, 27.0), 9000, UNANALYZED)
+    call = classify(custom, generic, T, paired=False)
+    assert call.status == "regressed" and call.evidence is not None and not call.evidence.paired
+    overlap = classify(custom, m((25.0, 9.0, 24.0, 25.5, 10.0), 9000, UNANALYZED), T, paired=False)
+    assert overlap.status == "unstable"
 
 
 def test_thresholds_are_respected() -> None:
     strict = Thresholds(time_ratio=1.1, min_time_delta_ms=0.1)
-    assert classify(m(1.0, 10), m(1.3, 10), strict).status == "regressed"
+    assert classify(m(1.0, 10), m(1.3, 10), strict).status == "slower_same_plan"
     assert classify(m(1.0, 10), m(1.3, 10), T).status == "unchanged"
 
 
 def _side_with(runs: dict, auto: dict, version: int = 180000):  # type: ignore[no-untyped-def]
-    from planguard.compare import ServerInfo, _Side
-    side = _Side(info=ServerInfo("x", "18", version, ""), runs=runs, auto_generic=auto)
-    return side
+    from planguard.runner import ServerInfo, SideRecord
+    return SideRecord(info=ServerInfo("x", "18", version, ""), runs=runs, auto_generic=auto)
 
 
 def _generic_case():  # type: ignore[no-untyped-def]
     """The demo's good and bad plans, a maker of 5 runs, and a one-statement workload."""
-    from planguard.explain import Run
+    from planguard.diff import Run
     from planguard.workload import ParamSet, Source, Statement, Workload
 
     def runs(plan, ms: float, bufs: int) -> list:  # type: ignore[no-untyped-def]
@@ -146,7 +202,8 @@ def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
                           ("fp", "typical", "generic"): runs(good, 0.05, 5)}, {"fp": auto})
         new = _side_with({("fp", "typical", "custom"): runs(good, 0.05, 5),
                           ("fp", "typical", "generic"): runs(bad, 35.0, 1955)}, {"fp": auto})
-        results, findings = judge(wl, old, new, T)
+        judged = judge(wl, old, new, T)
+        results, findings = judged.statements, judged.findings
         assert results[0].status == "unchanged" and results[0].generic_status == "regressed"
         kinds = {f.kind: f.severity for f in findings}
         assert kinds["generic_plan_regression"] == severity
@@ -155,7 +212,7 @@ def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
                                ("fp", "typical", "generic"): runs(good, 0.05, 5)}, {"fp": True})
     same_plan_slower = _side_with({("fp", "typical", "custom"): runs(good, 0.05, 5),
                                    ("fp", "typical", "generic"): runs(good, 5.0, 5)}, {"fp": True})
-    _, findings = judge(wl, both_generic, same_plan_slower, T)
+    findings = judge(wl, both_generic, same_plan_slower, T).findings
     assert {f.kind: f.severity for f in findings}["generic_plan_regression"] == "warning"
 
 
@@ -193,7 +250,7 @@ def test_custom_to_generic_flip_is_a_blocker() -> None:
 
     good, bad, runs, wl = _generic_case()
     same = {("fp", "typical", "custom"): runs(good, 0.05, 5), ("fp", "typical", "generic"): runs(bad, 35.0, 1955)}
-    _, findings = judge(wl, _side_with(same, {"fp": False}), _side_with(same, {"fp": True}), T)
+    findings = judge(wl, _side_with(same, {"fp": False}), _side_with(same, {"fp": True}), T).findings
     flips = [f for f in findings if f.kind == "generic_plan_regression"]
     assert flips and flips[0].severity == "blocker" and "OLD's plan cache keeps custom plans" in flips[0].message
 
@@ -226,20 +283,18 @@ def test_workload_impact_is_littles_law() -> None:
     assert (w.statements, w.without_rate) == (2, 1)
 
 
-def test_only_uncertain_runs_are_measured_again() -> None:
-    from planguard.compare import _uncertain
-    from planguard.explain import Run
+def test_only_unsettled_calls_get_more_pairs() -> None:
+    """More pairs only for an unstable call, ``repeat`` at a time, never beyond max_runs."""
+    from planguard.diff import Call
+    from planguard.runner import more_pairs
 
-    plan = parse_plan(plan_fixture("pg18_tenant_list"))
-
-    def runs(times: tuple[float, ...]) -> list:  # type: ignore[type-arg]
-        return [Run(t, 0.1, 10, 0, plan) for t in times]
-
-    old = _side_with({("a", "typical", "custom"): runs((9, 10, 10, 11, 30)),
-                      ("b", "typical", "custom"): runs((9, 10, 10, 11, 12))}, {})
-    new = _side_with({("a", "typical", "custom"): runs((10.5, 24, 25, 26, 27)),   # noisy: unstable
-                      ("b", "typical", "custom"): runs((31, 24.5, 25, 26, 27))}, {})  # clear: regressed
-    assert _uncertain(old, new, T) == {("a", "typical", "custom")}
+    unstable, settled = Call("unstable", ""), Call("regressed", "")
+    assert more_pairs(unstable, 5, T, repeat=5) == 5
+    assert more_pairs(unstable, 17, T, repeat=5) == T.max_runs - 17
+    assert more_pairs(unstable, T.max_runs, T, repeat=5) == 0
+    assert more_pairs(settled, 5, T, repeat=5) == 0
+    assert more_pairs(None, 0, T, repeat=5) == 0
+    assert more_pairs(unstable, 1, T, repeat=1) == 2  # one pair at a time could never settle
 
 
 @pytest.mark.parametrize(("old", "new", "ordered", "deterministic", "outcome"), [

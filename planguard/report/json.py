@@ -21,13 +21,15 @@ from planguard.compare import (
     ParamSetResult,
     PlanOnly,
     ResultCheck,
+    Round,
     StatementResult,
     impact_of,
 )
 from planguard.config import Thresholds
-from planguard.diff import STATUSES, Change, Measurement
+from planguard.diff import STATUSES, Call, Change, Measurement
 from planguard.explain import Digest
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
+from planguard.timing import CLASS_NAMES, NoiseFloor
 from planguard.verdict import Verdict, sort_findings
 
 FORMAT_VERSION = 1
@@ -55,7 +57,36 @@ def _side(m: Measurement, redact: bool = False) -> dict[str, Any]:
         "indexes": list(indexes_used(m.plan)) if m.plan else [],
         "error": m.error,
         "plan_text": render_text(m.plan, redact=redact) if m.plan else None,
+        "times_ms": [round(t, 3) for t in m.times_ms],
+        "warmup": None if m.warmup is None else {
+            "runs": m.warmup.runs, "first_read": m.warmup.first_read, "last_read": m.warmup.last_read},
     }
+
+
+def _timing(call: Call) -> dict[str, Any] | None:
+    ev = call.evidence
+    if ev is None:
+        return None
+    return {"paired": ev.paired, "runs": ev.runs, "ratio": round(ev.ratio, 3),
+            "direction": ev.direction, "confirmed": ev.confirmed, "decisive": ev.decisive,
+            "agree": ev.agree, "p": None if ev.p is None else round(ev.p, 5),
+            "noise_floor": round(ev.noise, 3), "within_noise": ev.within_noise,
+            "same_work": call.same_work}
+
+
+def _round(r: Round | None, redact: bool) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {"status": r.call.status, "reason": r.call.reason, "timing": _timing(r.call),
+            "old": _side(r.old, redact), "new": _side(r.new, redact)}
+
+
+def _noise(n: NoiseFloor | None) -> dict[str, Any] | None:
+    if n is None:
+        return None
+    return {"quantile": n.quantile, "classes": [
+        {"class": name, "factor": None if f is None else round(f, 3), "ratios": k}
+        for name, f, k in zip(CLASS_NAMES, n.factors, n.ratios, strict=True)]}
 
 
 def _changes(changes: tuple[Change, ...]) -> list[dict[str, str]]:
@@ -68,6 +99,7 @@ def _generic(g: GenericResult | None, redact: bool) -> dict[str, Any] | None:
     return {
         "status": g.call.status,
         "reason": g.call.reason,
+        "timing": _timing(g.call),
         "old": _side(g.old, redact),
         "new": _side(g.new, redact),
         "changes": _changes(g.changes),
@@ -95,11 +127,13 @@ def _param_set(p: ParamSetResult, redact: bool) -> dict[str, Any]:
         "values": [REDACTED] * len(p.values) if redact else list(p.values),
         "status": p.call.status,
         "reason": p.call.reason,
+        "timing": _timing(p.call),
         "old": _side(p.old, redact),
         "new": _side(p.new, redact),
         "changes": _changes(p.changes),
         "generic": _generic(p.generic, redact),
         "results": _results(p.results),
+        "confirmation": _round(p.confirmation, redact),
     }
 
 
@@ -191,6 +225,10 @@ def to_dict(c: Comparison) -> dict[str, Any]:
             "statements_with_rate": c.impact.statements,
             "statements_without_rate": c.impact.without_rate,
         },
+        "noise": _noise(c.noise),
+        "load": None if c.load is None else {
+            side: {"executions": ld.executions, "server_ms": round(ld.server_ms, 1)}
+            for side, ld in zip(("old", "new"), c.load, strict=True)},
         "statements": statements,
         "findings": [asdict(f) for f in sort_findings(c.findings)],
         "tables": [asdict(t) for t in c.tables],
@@ -219,6 +257,8 @@ def check_to_dict(findings: list[Finding], verdict: Verdict, old: ClusterSnapsho
         "workload": None,
         "summary": {status: 0 for status in STATUSES},
         "impact": None,
+        "noise": None,
+        "load": None,
         "statements": [],
         "findings": [asdict(f) for f in sort_findings(findings)],
         "tables": [],
