@@ -26,7 +26,7 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psycopg
@@ -110,9 +110,9 @@ class Tally:
                 f"worst NEW/OLD median ratio (statements >= 1 ms) {self.worst_ratio:.2f}")
 
 
-def timed(fn: Callable[[], Comparison]) -> tuple[Comparison, float]:
+def timed(old_dsn: str, new_dsn: str, workload: Workload) -> tuple[Comparison, float]:
     t = time.perf_counter()
-    result = fn()
+    result = compare(old_dsn, new_dsn, workload, repeat=5)
     return result, time.perf_counter() - t
 
 
@@ -167,14 +167,14 @@ def main() -> None:
                 if "aa" in only:
                     tally = Tally()
                     for _ in range(args.compares):
-                        tally.add(*timed(lambda: compare(base, copy, wl, repeat=5)))
+                        tally.add(*timed(base, copy, wl))
                     print(tally.line(f"A/A one cluster (PG {new.major}) x{args.compares}"))
                     for n in tally.notes[:3]:
                         print(f"    NO-GO: {n}")
                 if "xv" in only:
                     tally = Tally()
                     for _ in range(args.compares):
-                        tally.add(*timed(lambda: compare(old.dsn("xbase"), xnew, xwl, repeat=5)))
+                        tally.add(*timed(old.dsn("xbase"), xnew, xwl))
                     print(tally.line(f"A/A PG {old.major} -> {new.major} x{args.compares}"))
                     for n in tally.notes[:3]:
                         print(f"    NO-GO: {n}")
@@ -182,7 +182,7 @@ def main() -> None:
                     tally = Tally()
                     changed: list[int] = []
                     for _ in range(args.tpch_compares):
-                        result, wall = timed(lambda: compare(old.dsn("tpch"), tnew, twl, repeat=5))
+                        result, wall = timed(old.dsn("tpch"), tnew, twl)
                         tally.add(result, wall)
                         changed.append(sum(1 for r in result.statements for p in r.param_sets
                                            if p.old.plan_fingerprint != p.new.plan_fingerprint))
@@ -193,7 +193,7 @@ def main() -> None:
                 if "faults" in only:
                     for name, (fault, cause) in sorted(SCENARIOS.items()):
                         fcopy = copy_with_fault(new, "base", name, fault)
-                        result, wall = timed(lambda: compare(base, fcopy, wl, repeat=5))  # noqa: B023
+                        result, wall = timed(base, fcopy, wl)
                         drop(new, name)
                         blockers = [f for f in result.findings if f.severity == "blocker"]
                         named = any(cause in f.message for f in blockers)
