@@ -34,7 +34,7 @@ import psycopg
 from planguard.capture import capture
 from planguard.clusters import Cluster, pick_pair
 from planguard.compare import Comparison, compare
-from planguard.workload import Source, Statement, Workload
+from planguard.workload import Workload
 from tests.fixtures import tpch
 from tests.fixtures.trust_scenarios import (
     PARALLEL_OFF,
@@ -116,17 +116,6 @@ def timed(old_dsn: str, new_dsn: str, workload: Workload) -> tuple[Comparison, f
     return result, time.perf_counter() - t
 
 
-def tpch_workload(dbname: str) -> Workload:
-    from planguard.params import analyze
-
-    stmts = []
-    for i, q in enumerate(tpch.queries(), 1):
-        shape = analyze(q)
-        stmts.append(Statement(shape.fingerprint, q, shape.kind, calls=1, name=f"Q{i}",
-                               param_sets=()))
-    return Workload(Source("tpch", 0, dbname, "", "2026-01-01"), tuple(stmts))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--compares", type=int, default=20, help="compares per A/A cell")
@@ -153,7 +142,7 @@ def main() -> None:
         if "tpch" in only:
             tpch.load(old, "tpch", args.tpch_scale)
             tnew = restore_copy(old, new, "tpch")
-            twl = tpch_workload("tpch")
+            twl = tpch.workload("tpch")
         print(f"workloads: A/A {len(wl.statements)} statements"
               + (f", cross-version {len(xwl.statements)}" if "xv" in only else "")
               + (f", TPC-H {len(twl.statements)} at scale {args.tpch_scale}" if "tpch" in only else ""))

@@ -11,7 +11,7 @@ import pytest
 from planguard.cli import main
 
 PKG = Path(__file__).parent.parent / "planguard"
-PURE = ["plan.py", "diff.py", "verdict.py", "params.py", "workload.py", "config.py", "checks/__init__.py",
+PURE = ["plan.py", "diff.py", "timing.py", "verdict.py", "params.py", "workload.py", "config.py", "checks/__init__.py",
         "checks/snapshot.py", "report/json.py", "report/html.py"]
 # Check families keep gather (I/O) and evaluate (pure) in one module: everything
 # reachable from their pure entry points, and every method of their snapshot

@@ -269,3 +269,30 @@ def test_check_results_finds_rows_that_differ(olddb: str, newdb: str, dbname: st
     mismatch = [f for f in result.findings if f.kind == "result_mismatch"]
     assert mismatch and mismatch[0].severity == "blocker" and "100 rows on OLD, 99 on NEW" in mismatch[0].message
     assert result.verdict.decision == "NO-GO"
+
+
+def test_a_cold_new_is_warmed_up_before_it_is_measured(clusters: Pair, olddb: str, newdb: str,
+                                                       dbname: str) -> None:
+    """NEW's shared buffers emptied (as after a restore or a restart): the warm-up runs until
+    reads stop falling, the measured runs compare warm caches, and a cold_cache note says so."""
+    if clusters.new.major < 18:
+        pytest.skip("emptying a relation from shared buffers needs PostgreSQL 18 (pg_buffercache)")
+    for dsn in (olddb, newdb):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE wide AS SELECT g AS id, g % 100 AS grp, repeat('x', 200) AS pad "
+                         "FROM generate_series(1, 60000) g")
+            conn.execute("ANALYZE wide")
+            conn.execute("SELECT count(*) FROM wide")  # into shared buffers (smaller than a quarter)
+    with psycopg.connect(newdb, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_buffercache")
+        conn.execute("SELECT pg_buffercache_evict_relation('wide')")
+    result = compare(olddb, newdb, _workload(dbname, [("SELECT count(*) FROM wide WHERE grp = $1", ("7",))]),
+                     repeat=3, generic=False)
+    (p,) = result.statements[0].param_sets
+    assert p.new.warmup is not None and p.old.warmup is not None
+    assert p.new.warmup.first_read >= 1000 and p.new.warmup.last_read == 0 and p.new.warmup.runs >= 2
+    assert p.old.warmup.first_read == 0 and p.old.warmup.runs == 1
+    (cold,) = [f for f in result.findings if f.kind == "cold_cache"]
+    assert cold.severity == "info" and "public.wide" in cold.message
+    assert "pg_prewarm('public.wide')" in cold.remediation
+    assert result.verdict.decision == "GO", result.verdict.reasons

@@ -19,10 +19,12 @@ from tests.conftest import Pair
 from tests.fixtures.trust_scenarios import (
     PARALLEL_OFF,
     PARALLEL_RESET,
+    REGRESSION_KINDS,
     SCENARIOS,
     build_base,
     copy_with_fault,
     drop,
+    restore_copy,
 )
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -66,11 +68,43 @@ def test_injected_regression_is_found_with_its_cause(clusters: Pair, base: tuple
     finally:
         drop(clusters.new, f"trust_{scenario}")
     assert result.verdict.decision == "NO-GO"
-    blockers = [f for f in result.findings if f.severity == "blocker"
-                and f.kind in ("plan_regression", "generic_plan_regression")]
+    blockers = [f for f in result.findings if f.severity == "blocker" and f.kind in REGRESSION_KINDS]
     assert blockers, result.verdict.reasons
     named = [f for f in blockers if cause in f.message]
     assert named, [f.message for f in blockers]
     if scenario in ("drop_index", "misleading_index", "unanalyzed"):
         # index trouble shows in buffers, the deterministic signal: no timing luck involved
         assert any("buffers" in f.message for f in named), [f.message for f in named]
+    if scenario == "slower_function":
+        # The same plan and buffers: a same-plan slowdown, confirmed in a second round, and no
+        # cause that would blame the planner or statistics.
+        (slow,) = [r for r in result.statements if "risk_score" in r.statement.query]
+        assert slow.status == "slower_same_plan"
+        assert all(p.confirmation is not None for p in slow.param_sets if p.call.status == slow.status)
+        assert {f.kind for f in named} == {"slower_same_plan"}
+        text = " ".join(f.message for f in named)
+        assert "planner change" not in text and "stale" not in text and "never been analyzed" not in text
+
+
+def test_decision_support_across_versions_is_go(clusters: Pair) -> None:
+    """TPC-H's 22 queries (nobody here wrote them) on OLD and on NEW restored with the same data
+    and statistics: plans legitimately differ between major versions, none is slower, GO."""
+    from tests.fixtures import tpch
+
+    name = "tpch_xv"
+    tpch.load(clusters.old, name, scale=0.02)
+    try:
+        new_dsn = restore_copy(clusters.old, clusters.new, name)
+        result = compare(clusters.old.dsn(name), new_dsn, tpch.workload(name), repeat=5, generic=False)
+    finally:
+        drop(clusters.old, name)
+        drop(clusters.new, name)
+    assert result.verdict.decision == "GO", result.verdict.reasons
+    statuses = {r.statement.name: r.status for r in result.statements}
+    assert not {q: s for q, s in statuses.items() if s in ("regressed", "slower_same_plan", "error")}, statuses
+    changed = [r for r in result.statements if r.param_sets[0].old.plan_fingerprint
+               != r.param_sets[0].new.plan_fingerprint]
+    if clusters.old.major != clusters.new.major:
+        assert changed, "15 and 18 plan some TPC-H queries differently"
+    for r in changed:
+        assert r.status in ("plan_changed", "improved", "unstable"), (r.statement.name, r.reason)
