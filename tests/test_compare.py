@@ -11,6 +11,8 @@ import pytest
 from planguard import db
 from planguard.capture import capture
 from planguard.compare import compare
+from planguard.config import Thresholds
+from planguard.diff import classify
 from planguard.params import analyze, resolve
 from planguard.workload import ParamSet, Source, Statement, Workload
 from tests.conftest import Pair
@@ -182,7 +184,6 @@ def test_pairs_run_on_both_clusters_at_the_same_time(olddb: str, newdb: str, dbn
     handed its step first.
     """
     from planguard import runner
-    from planguard.config import Thresholds
 
     wl = _workload(dbname, [("SELECT pg_sleep($1::float8 / 1000)", ("500",))])
     rec = runner.run(olddb, newdb, wl, repeat=3, thresholds=Thresholds(), limits=db.SessionLimits(),
@@ -218,7 +219,9 @@ def test_generic_plan_much_slower_than_custom_is_flagged(olddb: str, newdb: str,
     wl = Workload(Source("x", 0, dbname, "", "2026-01-01"), (Statement(
         shape.fingerprint, query, "select", calls=1000, tables=("public.events",),
         param_sets=(ParamSet("typical", ("77",)), ParamSet("heavy hitter", ("1",)))),))
-    result = compare(olddb, newdb, wl, repeat=5)  # 5 runs: the least that can confirm a time difference
+    # The generic plan is about 6x slower but only ~1.5 ms, near the default 1 ms floor: a lower
+    # floor keeps this test about the mechanism, not about where the default floor sits.
+    result = compare(olddb, newdb, wl, repeat=5, thresholds=Thresholds(min_time_delta_ms=0.2))
     (res,) = result.statements
     typical = res.param_sets[0]
     assert typical.generic is not None and typical.generic.new.median_ms is not None
@@ -227,7 +230,8 @@ def test_generic_plan_much_slower_than_custom_is_flagged(olddb: str, newdb: str,
     new_major = int(result.new.version_num) // 10000
     assert typical.generic.auto_new is (True if new_major >= 14 else None)
     flagged = [f for f in result.findings if f.kind == "generic_plan_slower"]
-    assert flagged and "'typical'" in flagged[0].message and "plan_cache_mode" in flagged[0].remediation
+    assert flagged, classify(typical.new, typical.generic.new, result.thresholds, result.noise, paired=False)
+    assert "'typical'" in flagged[0].message and "plan_cache_mode" in flagged[0].remediation
     # Custom plans are identical on both sides: the generic issue alone is a warning, not a NO-GO.
     assert res.status in ("unchanged", "plan_changed", "improved")
     assert not [f for f in result.findings if f.severity == "blocker"], result.verdict.reasons
