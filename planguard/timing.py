@@ -121,26 +121,33 @@ class Evidence:
 
     def text(self) -> str:
         """One line: medians, ratio, and how sure."""
-        head = f"median time {self.old_ms:.2f} → {self.new_ms:.2f} ms ({self.ratio:.2f}×"
-        if self.paired:
-            head += f" median of {self.runs} paired runs"
-        else:
-            head += f", {self.runs} runs a side"
+        head = f"median time {self.old_ms:.2f} → {self.new_ms:.2f} ms ({ratio_text(self.ratio)}"
+        head += f" over {self.runs} pairs" if self.paired else f", {self.runs} runs a side"
         if self.direction == "same" and not self.within_noise:
             return head + ")"
         word = "slower" if self.direction == "slower" or self.ratio > 1 else "faster"
-        parts = [f"NEW {word} in {self.agree} of {self.runs} pairs" if self.paired else
-                 f"{self.agree} of {self.runs} {word} runs beyond all of the other side's"]
-        if self.p is not None:
-            parts.append(f"p={self.p:.3f}")
-        parts.append(f"noise floor ×{self.noise:.2f}")
-        if self.within_noise:
-            parts.append("within the measured noise")
-        elif self.decisive:
+        parts = []
+        if self.paired:
+            parts.append(f"NEW {word} in {self.agree} of {self.runs}")
+        if self.decisive:
             parts.append("every pair beyond the bar" if self.paired else "fully separated")
-        elif not self.confirmed:
-            parts.append("not confirmed")
-        return head + "; " + ", ".join(parts) + ")"
+        elif self.p is not None:
+            test = "sign test" if self.paired else "Mann-Whitney"
+            parts.append(f"{test} p={self.p:.3f}" + ("" if self.confirmed else ", not confirmed"))
+        elif not self.within_noise:
+            parts.append("too few runs to confirm")
+        if self.within_noise:
+            parts.append(f"within the measured noise of ×{self.noise:.2f}")
+        else:
+            parts.append(f"noise floor ×{self.noise:.2f}")
+        return head + ": " + ", ".join(parts) + ")"
+
+
+def ratio_text(ratio: float) -> str:
+    """928×, 12.3×, 1.75×."""
+    if ratio >= 100:
+        return f"{ratio:,.0f}×"
+    return f"{ratio:.1f}×" if ratio >= 10 else f"{ratio:.2f}×"
 
 
 def weigh(old: Sequence[float], new: Sequence[float], *, time_ratio: float, min_delta_ms: float,
