@@ -13,9 +13,7 @@ a short ``statement_timeout``, never a full scan of a big table.
 from __future__ import annotations
 
 import contextlib
-import json
-import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,13 +21,12 @@ from pathlib import Path
 import psycopg
 from psycopg import errors, sql
 
-from planguard import db
+from planguard import db, sampling
 from planguard.checks.readiness import gather_all
 from planguard.errors import CaptureError, InsufficientPrivilege
 from planguard.logparse import LogEntry, read_log
 from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve
 from planguard.workload import (
-    Binding,
     IndexSnapshot,
     ParamSet,
     Source,
@@ -39,15 +36,7 @@ from planguard.workload import (
 )
 
 ORDER_COLUMNS = {"total_time": "total_exec_time", "calls": "calls", "mean_time": "mean_exec_time"}
-DEFAULT_LIMIT = "50"  # LIMIT values are normalized away by pg_stat_statements
-SAMPLE_ROWS = 500
-SAMPLE_TIMEOUT_MS = 5000
 CATALOG_SCHEMAS = ("pg_catalog", "information_schema")
-# Literals for parameters of which only a type is known ($n::type).
-TYPE_DEFAULTS = {
-    "interval": "1 hour", "text": "x", "varchar": "x", "bool": "true", "boolean": "true",
-    "uuid": "00000000-0000-0000-0000-000000000000", "json": "{}", "jsonb": "{}",
-}
 
 
 @dataclass(frozen=True)
@@ -119,318 +108,6 @@ def _require_extension(conn: psycopg.Connection) -> None:
             "CREATE EXTENSION pg_stat_statements; there (it also needs "
             "shared_preload_libraries = 'pg_stat_statements')"
         )
-
-
-def _split(name: str) -> tuple[str | None, str]:
-    parts = name.split(".", 1)
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
-@dataclass(frozen=True)
-class _Rel:
-    schema: str
-    name: str
-    qualified: str
-    reltuples: float
-    relpages: int
-
-
-def _catalog(
-    conn: psycopg.Connection, written: Iterable[str]
-) -> tuple[dict[str, TableColumns], dict[str, _Rel]]:
-    """Columns and types of the relations as the statements wrote them (search_path applies)."""
-    names = sorted(set(written))
-    pairs = [_split(n) for n in names]
-    rows = conn.execute(db.MARK + """
-        SELECT w.written, ns.nspname, c.relname, format('%%I.%%I', ns.nspname, c.relname),
-               c.reltuples, c.relpages, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod)
-        FROM unnest(%s::text[], %s::text[], %s::text[]) AS w(written, sch, rel)
-        JOIN pg_class c ON c.oid = to_regclass(
-             CASE WHEN w.sch IS NULL THEN quote_ident(w.rel)
-                  ELSE quote_ident(w.sch) || '.' || quote_ident(w.rel) END)
-        JOIN pg_namespace ns ON ns.oid = c.relnamespace
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY w.written, a.attnum""",
-        (names, [p[0] for p in pairs], [p[1] for p in pairs])).fetchall()
-    columns: dict[str, dict[str, str]] = {}
-    rels: dict[str, _Rel] = {}
-    for as_written, schema, rel, qualified, reltuples, relpages, relkind, att, typ in rows:
-        if relkind == "S":
-            continue  # sequences: read by pg_dump and monitoring, never an application plan
-        columns.setdefault(as_written, {})[att] = typ
-        rels[as_written] = _Rel(schema, rel, qualified, float(reltuples), int(relpages))
-    catalog = {w: TableColumns(rels[w].qualified, cols) for w, cols in columns.items()}
-    return catalog, rels
-
-
-class Sampler:
-    """Real values from the old cluster, cached per table; deterministic for a seed."""
-
-    def __init__(self, conn: psycopg.Connection, rels: Mapping[str, _Rel], seed: int) -> None:
-        self.conn = conn
-        self.rels = {r.qualified: r for r in rels.values()}
-        self.seed = seed
-        self.rng = random.Random(seed)
-        self._rows: dict[str, list[dict[str, str | None]]] = {}
-        self._mcv: dict[tuple[str, str], str | None] = {}
-        self._common: dict[tuple[str, str], list[str]] = {}
-        self._complete_rows: dict[tuple[str, tuple[str, ...]], list[dict[str, str | None]]] = {}
-
-    def _pct(self, rel: _Rel) -> float:
-        if rel.relpages < 64 or rel.reltuples <= 0:
-            return 100.0
-        return max(0.01, min(100.0, 100.0 * SAMPLE_ROWS * 4 / rel.reltuples))
-
-    def rows(self, qualified: str) -> list[dict[str, str | None]]:
-        """Up to SAMPLE_ROWS rows of the table, every column as text."""
-        if qualified in self._rows:
-            return self._rows[qualified]
-        rel = self.rels[qualified]
-        ident = sql.Identifier(rel.schema, rel.name)
-        sampled = sql.SQL(db.MARK + "SELECT to_jsonb(t) FROM {} AS t TABLESAMPLE SYSTEM (%s) "
-                          "REPEATABLE (%s) LIMIT %s").format(ident)
-        plain = sql.SQL(db.MARK + "SELECT to_jsonb(t) FROM {} AS t LIMIT %s").format(ident)
-        rows: list[dict[str, str | None]] = []
-        try:
-            # An error leaves the block, so the transaction is rolled back, never committed.
-            with self.conn.transaction():
-                self.conn.execute("SET TRANSACTION READ ONLY")
-                self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                    sql.Literal(f"{SAMPLE_TIMEOUT_MS}ms")))
-                got = self.conn.execute(sampled, (self._pct(rel), self.seed, SAMPLE_ROWS)).fetchall()
-                if not got:  # every sampled page was empty: the first rows will do
-                    got = self.conn.execute(plain, (SAMPLE_ROWS,)).fetchall()
-            rows = [_texts(r[0]) for r in got]
-        except psycopg.Error:
-            rows = []  # no sample: the statement is kept and marked with the reason
-        self._rows[qualified] = rows
-        return rows
-
-    def most_common(self, qualified: str, column: str) -> str | None:
-        """The most frequent value of a column per pg_stats (the heavy hitter)."""
-        key = (qualified, column)
-        if key not in self._mcv:
-            values = self.common_values(qualified, column)
-            self._mcv[key] = values[0] if values else None
-        return self._mcv[key]
-
-    def pick(self, qualified: str, columns: list[str], lead: str | None = None,
-             ) -> dict[str, str | None] | None:
-        """One sampled row in which all ``columns`` are non-null (values stay correlated).
-
-        With ``lead``, a row not holding its most common value is preferred, so the
-        typical set differs from the heavy hitter whenever the data allows.
-        """
-        candidates = self._complete(qualified, columns)
-        if lead is not None:
-            heavy = self.most_common(qualified, lead)
-            candidates = [r for r in candidates if r.get(lead) != heavy] or candidates
-        return self.rng.choice(candidates) if candidates else None
-
-    def _complete(self, qualified: str, columns: list[str]) -> list[dict[str, str | None]]:
-        """Sampled rows with a value in every one of ``columns`` (cached: statements share them)."""
-        key = (qualified, tuple(sorted(set(columns))))
-        if key not in self._complete_rows:
-            self._complete_rows[key] = [r for r in self.rows(qualified)
-                                        if all(r.get(c) is not None for c in key[1])]
-        return self._complete_rows[key]
-
-    def _row_with(self, qualified: str, lead: str, value: str,
-                  columns: list[str]) -> dict[str, str | None] | None:
-        """A real row holding ``value`` in ``lead``: from the sample, else the first one found.
-
-        Only called for values pg_stats counts among the most common, so ``LIMIT 1`` finds
-        one within the first pages, even without an index (and statement_timeout bounds it).
-        """
-        rows = [r for r in self._complete(qualified, columns) if r.get(lead) == value]
-        if rows:
-            return self.rng.choice(rows)
-        rel = self.rels[qualified]
-        query = sql.SQL(db.MARK + "SELECT to_jsonb(t) FROM {} AS t WHERE {}::text = %s LIMIT 1").format(
-            sql.Identifier(rel.schema, rel.name), sql.Identifier(lead))
-        try:
-            with self.conn.transaction():
-                self.conn.execute("SET TRANSACTION READ ONLY")
-                self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                    sql.Literal(f"{SAMPLE_TIMEOUT_MS}ms")))
-                got = self.conn.execute(query, (value,)).fetchone()
-        except psycopg.Error:
-            return None
-        return _texts(got[0]) if got else None
-
-    def heavy_row(self, qualified: str, lead: str, columns: list[str]) -> dict[str, str | None] | None:
-        """A real row holding ``lead``'s most common value (the tenant that owns most rows)."""
-        value = self.most_common(qualified, lead)
-        return None if value is None else self._row_with(qualified, lead, value, columns)
-
-    def rare_row(self, qualified: str, lead: str, columns: list[str]) -> dict[str, str | None] | None:
-        """A real row holding a rare ``lead`` value.
-
-        The least frequent sampled value that pg_stats does not count as common; when every
-        sampled value is a common one (a status column: a few values, all known), the least
-        common of pg_stats' most common values, which page sampling easily misses when its
-        rows sit together (the oldest rows, a churned tenant).
-        """
-        rows = self._complete(qualified, columns)
-        common = self.common_values(qualified, lead)
-        uncommon = [r for r in rows if r.get(lead) not in set(common)]
-        if not uncommon and common:
-            return self._row_with(qualified, lead, common[-1], columns)
-        if not uncommon:
-            return None
-        counts: dict[str | None, int] = {}
-        for r in uncommon:
-            counts[r.get(lead)] = counts.get(r.get(lead), 0) + 1
-        fewest = min(counts.values())
-        return self.rng.choice([r for r in uncommon if counts[r.get(lead)] == fewest])
-
-    def common_values(self, qualified: str, column: str) -> list[str]:
-        """The column's most common values per pg_stats, most frequent first (cached)."""
-        key = (qualified, column)
-        if key not in self._common:
-            rel = self.rels[qualified]
-            row = self.conn.execute(db.MARK + """
-                SELECT most_common_vals::text::text[] FROM pg_stats
-                WHERE schemaname = %s AND tablename = %s AND attname = %s AND NOT inherited""",
-                (rel.schema, rel.name, column)).fetchone()
-            self._common[key] = list(row[0]) if row and row[0] else []
-        return self._common[key]
-
-    def recent_window(self, qualified: str, column: str, typ: str) -> tuple[str, str] | None:
-        """(start, end) of the last 24 hours before the column's upper histogram bound."""
-        family = typ.split("(")[0].strip()
-        arithmetic = {
-            "timestamp with time zone": "SELECT (b::timestamptz - interval '24 hours')::text, b",
-            "timestamp without time zone": "SELECT (b::timestamp - interval '24 hours')::text, b",
-            "date": "SELECT (b::date - 1)::text, b",
-        }.get(family)
-        if arithmetic is None:
-            return None
-        rel = self.rels[qualified]
-        row = self.conn.execute(db.MARK + arithmetic + """ FROM (
-            SELECT h[array_upper(h, 1)] AS b FROM (
-              SELECT histogram_bounds::text::text[] AS h FROM pg_stats
-              WHERE schemaname = %s AND tablename = %s AND attname = %s AND NOT inherited) s) t
-            WHERE b IS NOT NULL""", (rel.schema, rel.name, column)).fetchone()
-        return (row[0], row[1]) if row else None
-
-
-def _texts(obj: dict[str, object]) -> dict[str, str | None]:
-    """jsonb row -> text per column, as PostgreSQL's text output would give it."""
-    out: dict[str, str | None] = {}
-    for k, v in obj.items():
-        if v is None:
-            out[k] = None
-        elif isinstance(v, str):
-            out[k] = v
-        elif isinstance(v, bool):
-            out[k] = "true" if v else "false"
-        elif isinstance(v, (int, float)):
-            out[k] = repr(v) if isinstance(v, float) else str(v)
-        elif isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
-            out[k] = "{" + ",".join(_array_item(x) for x in v) + "}"
-        else:
-            out[k] = json.dumps(v)
-    return out
-
-
-def _array_item(v: object) -> str:
-    if v is None:
-        return "NULL"
-    s = ("true" if v else "false") if isinstance(v, bool) else str(v)
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _type_default(typ: str | None, captured_at: datetime) -> str | None:
-    if not typ:
-        return None
-    base = typ.split("(")[0].strip().lower()
-    if base in TYPE_DEFAULTS:
-        return TYPE_DEFAULTS[base]
-    if base in ("int", "int2", "int4", "int8", "integer", "bigint", "smallint", "numeric",
-                "float4", "float8", "real", "double precision", "decimal"):
-        return "1"
-    if base.startswith("timestamp") or base == "date":
-        return captured_at.isoformat()
-    return None
-
-
-LOWER_OPS = {">", ">=", "between_low"}
-UPPER_OPS = {"<", "<=", "between_high"}
-
-
-def param_sets(bindings: tuple[Binding, ...], sampler: Sampler, captured_at: datetime,
-               ) -> tuple[tuple[ParamSet, ...], str | None]:
-    """Executable, labelled parameter sets for a statement, or a reason why there are none.
-
-    Every set takes its column values from real rows (one row per table), so a
-    statement with several parameters finds rows (``WHERE app_id = $1 AND user_id = $2``):
-    ``typical`` a randomly sampled row not holding the most common value of the first
-    compared column (when there is one), ``heavy hitter`` a row holding the most common
-    value of the first compared column, ``rare`` a row holding one of its least frequent
-    values.  A timestamp compared from below (``created_at > $1``, ``BETWEEN``) gets the
-    last 24 hours before the column's upper histogram bound.
-    """
-    if not bindings:
-        return (ParamSet("no parameters", ()),), None
-    if any(b.role == "unbound" for b in bindings):
-        nums = ", ".join(f"${b.number}" for b in bindings if b.role == "unbound")
-        return (), f"no value source for {nums} (not compared to a column, no type cast)"
-    missing = [b for b in bindings if b.role == "cast" and _type_default(b.type, captured_at) is None]
-    if missing:
-        return (), f"no default value for type {missing[0].type} of ${missing[0].number}"
-    by_table: dict[str, list[str]] = {}
-    leads: dict[str, str] = {}
-    for b in bindings:
-        if b.table and b.column:
-            by_table.setdefault(b.table, []).append(b.column)
-            if b.role in ("compare", "any") and b.op not in LOWER_OPS | UPPER_OPS:
-                leads.setdefault(b.table, b.column)
-    lower_bounded = {(b.table, b.column) for b in bindings if b.op in LOWER_OPS}
-
-    strategies: list[tuple[str, dict[str, dict[str, str | None]]]] = []
-    typical: dict[str, dict[str, str | None]] = {}
-    for table, cols in by_table.items():
-        row = sampler.pick(table, cols, leads.get(table))
-        if row is None:
-            return (), f"no sampled row of {table} has values for {', '.join(sorted(set(cols)))}"
-        typical[table] = row
-    strategies.append(("typical", typical))
-    for label, finder in (("heavy hitter", sampler.heavy_row), ("rare", sampler.rare_row)):
-        rows = dict(typical)
-        changed = False
-        for table, lead in leads.items():
-            row = finder(table, lead, by_table[table])
-            if row is not None and row.get(lead) != typical[table].get(lead):
-                rows[table], changed = row, True
-        if changed:
-            strategies.append((label, rows))
-
-    windows: dict[tuple[str, str], tuple[str, str] | None] = {}
-
-    def value(b: Binding, rows: dict[str, dict[str, str | None]]) -> str | None:
-        if b.role == "limit":
-            return DEFAULT_LIMIT
-        if b.role == "offset":
-            return "0"
-        if b.table and b.column:
-            key = (b.table, b.column)
-            if key in lower_bounded and b.op in LOWER_OPS | UPPER_OPS and b.type:
-                if key not in windows:
-                    windows[key] = sampler.recent_window(b.table, b.column, b.type)
-                window = windows[key]
-                if window:
-                    return window[0] if b.op in LOWER_OPS else window[1]
-            v = rows[b.table][b.column]
-            return "{" + _array_item(v) + "}" if b.role == "any" and v is not None else v
-        return _type_default(b.type, captured_at)
-
-    sets: list[ParamSet] = []
-    for label, rows in strategies:
-        ps = ParamSet(label, tuple(value(b, rows) for b in bindings))
-        if all(ps.values != other.values for other in sets):
-            sets.append(ps)
-    return tuple(sets), None
 
 
 def _snapshots(
@@ -532,13 +209,13 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
             assert shape is not None
             merged.setdefault((e.database, shape.fingerprint), (shape, []))[1].append(e)
         conns: dict[str, psycopg.Connection] = {str(first.info.dbname): first}
-        catalogs: dict[str, tuple[dict[str, TableColumns], dict[str, _Rel]]] = {}
+        catalogs: dict[str, tuple[dict[str, TableColumns], dict[str, sampling.Rel]]] = {}
         for dbname in sorted({d for d, _ in merged}):
             if dbname not in conns:
                 conns[dbname] = stack.enter_context(db.connect(
                     db.with_dbname(dsn, dbname, override=True), label=f"old ({dbname})", limits=limits))
-            catalogs[dbname] = _catalog(conns[dbname], {t for (d, _), (sh, _) in merged.items()
-                                                        if d == dbname for t in sh.tables})
+            catalogs[dbname] = sampling.catalog(conns[dbname], {t for (d, _), (sh, _) in merged.items()
+                                                                if d == dbname for t in sh.tables})
         # Statements that read only sequences (pg_dump, monitoring) are not application plans.
         candidates = [(d, shape, group) for (d, _), (shape, group) in merged.items()
                       if any(t in catalogs[d][0] for t in shape.tables)]
@@ -546,26 +223,31 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
         candidates.sort(key=lambda c: -_order_value(c[2], order_by))
         chosen = candidates[:top]
         reset, window = _stats_window(first, version_num)
-        samplers = {d: Sampler(conns[d], catalogs[d][1], seed) for d in catalogs}
+        samplers = {d: sampling.Sampler(conns[d], catalogs[d][1], seed) for d in catalogs}
         statements: list[Statement] = []
         for i, (dbname, shape, group) in enumerate(chosen, 1):
             head = group[0]
             if progress:
                 progress(f"[{i}/{len(chosen)}] {dbname}: {head.query[:70]!r}")
             catalog = catalogs[dbname][0]
+            calls = sum(e.calls for e in group)
+            total = sum(e.total_ms for e in group)
+            rows = sum(e.rows for e in group)
             bindings, problems = resolve(shape, catalog, head.query)
-            sets, reason = param_sets(bindings, samplers[dbname], captured_at)
+            bindings, untyped = sampling.type_parameters(samplers[dbname], head.query, bindings, captured_at)
+            sets, reason = sampling.param_sets(head.query, bindings, samplers[dbname], captured_at,
+                                               rows / calls if calls else None)
+            if untyped and not sets:
+                reason = f"OLD's server could not type its parameters: {untyped}"
             from_logs = log_sets(logged.get(shape.fingerprint, []), shape.max_param, dbname)
             if from_logs:
                 sets = tuple(from_logs) + tuple(p for p in sets if p.values not in
                                                {x.values for x in from_logs})
                 reason, problems = None, []
-            calls = sum(e.calls for e in group)
-            total = sum(e.total_ms for e in group)
             statements.append(Statement(
                 fingerprint=shape.fingerprint, query=head.query, kind=shape.kind,
                 calls=calls, total_ms=round(total, 3), mean_ms=round(total / max(calls, 1), 3),
-                rows=sum(e.rows for e in group),
+                rows=rows,
                 shared_blks_hit=sum(e.hit for e in group), shared_blks_read=sum(e.read for e in group),
                 calls_per_second=round(calls / window, 4) if window else None,
                 database=dbname, users=tuple(sorted({e.user for e in group if e.user})),
@@ -620,43 +302,13 @@ def log_sets(entries: list[LogEntry], nparams: int, database: str | None) -> lis
     timed = [e for e in usable if e.duration_ms is not None]
     if timed:
         slow = max(timed, key=lambda e: e.duration_ms or 0.0)
-        sets.append(ParamSet(f"log: slowest ({slow.duration_ms:.1f} ms)", slow.values))
+        sets.append(ParamSet(f"log: slowest ({slow.duration_ms:.1f} ms)", slow.values,
+                             ("log: the slowest logged execution",) * nparams))
     counts: dict[tuple[str | None, ...], int] = {}
     for e in usable:
         counts[e.values] = counts.get(e.values, 0) + 1
     frequent, n = max(counts.items(), key=lambda kv: kv[1])
     if all(frequent != s.values for s in sets):
-        sets.append(ParamSet(f"log: most frequent ({n}x)", frequent))
+        sets.append(ParamSet(f"log: most frequent ({n}x)", frequent,
+                             (f"log: the most frequent values ({n} executions)",) * nparams))
     return sets
-
-
-def needs_values(workload: Workload) -> bool:
-    """Statements with parameters but no values (a redacted capture)."""
-    return any(s.bindings and not s.param_sets and not s.skip_reason for s in workload.statements)
-
-
-def fill_values(conn: psycopg.Connection, workload: Workload, seed: int = 42,
-                database: str | None = None) -> Workload:
-    """Sample parameter values on OLD for statements that have bindings but no values.
-
-    With ``database``, only that database's statements (``conn`` is connected to it).
-    """
-    def mine(s: Statement) -> bool:
-        return database is None or (s.database or workload.source.database) == database
-
-    tables = {b.table for s in workload.statements if mine(s) for b in s.bindings if b.table}
-    _, rels = _catalog(conn, tables)
-    sampler = Sampler(conn, rels, seed)
-    now = datetime.now(timezone.utc)
-    statements = []
-    for s in workload.statements:
-        if s.param_sets or s.skip_reason or not s.bindings or not mine(s):
-            statements.append(s)
-            continue
-        if any(b.table and b.table not in sampler.rels for b in s.bindings):
-            statements.append(replace(s, skip_reason="a table it reads is missing on OLD"))
-            continue
-        sets, reason = param_sets(s.bindings, sampler, now)
-        statements.append(replace(s, param_sets=sets, skip_reason=reason))
-    return replace(workload, statements=tuple(statements))
-

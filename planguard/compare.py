@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from planguard import db, runner
-from planguard.capture import fill_values, needs_values
 from planguard.checks import Finding, freshness, human_size, listing, sql_literal
 from planguard.checks.readiness import ClusterSnapshot, evaluate_all, merge_findings
 from planguard.config import Thresholds
@@ -31,6 +30,7 @@ from planguard.explain import Digest
 from planguard.params import result_shape
 from planguard.plan import Plan, indexes_used, relations
 from planguard.runner import CONFIRM, CUSTOM, GENERIC, Key, ServerInfo, SideRecord, param_sets_of
+from planguard.sampling import fill_values, needs_values
 from planguard.timing import NoiseFloor, noise_floor
 from planguard.verdict import Verdict, decide
 from planguard.workload import Statement, Workload

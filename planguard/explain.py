@@ -104,7 +104,7 @@ def _literals(values: tuple[str | None, ...]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Literal(v) for v in values)
 
 
-def _prepare(conn: psycopg.Connection, query: str, cache_mode: str | None) -> str:
+def prepare(conn: psycopg.Connection, query: str, cache_mode: str | None) -> str:
     """``PREPARE`` the statement under ``plan_cache_mode`` (None: the session's own, as the
     application gets it from the database and role settings); its name. Raises QueryFailed."""
     name = f"planguard_{next(_counter)}"
@@ -118,7 +118,7 @@ def _prepare(conn: psycopg.Connection, query: str, cache_mode: str | None) -> st
     return name
 
 
-def _deallocate(conn: psycopg.Connection, name: str) -> None:
+def deallocate(conn: psycopg.Connection, name: str) -> None:
     if not conn.closed:
         conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
         conn.execute("RESET plan_cache_mode")
@@ -126,12 +126,12 @@ def _deallocate(conn: psycopg.Connection, name: str) -> None:
 
 @contextlib.contextmanager
 def prepared(conn: psycopg.Connection, query: str, cache_mode: str | None) -> Iterator[str]:
-    """A prepared statement for the block (see ``_prepare``), deallocated and reset afterwards."""
-    name = _prepare(conn, query, cache_mode)
+    """A prepared statement for the block (see ``prepare``), deallocated and reset afterwards."""
+    name = prepare(conn, query, cache_mode)
     try:
         yield name
     finally:
-        _deallocate(conn, name)
+        deallocate(conn, name)
 
 
 def _explain_execute(conn: psycopg.Connection, name: str, values: tuple[str | None, ...],
@@ -154,14 +154,14 @@ class GenericPlan:
     def __init__(self, conn: psycopg.Connection, query: str) -> None:
         self.conn = conn
         self.rollback_only = needs_rollback(query)
-        self.name = _prepare(conn, query, "force_generic_plan")
+        self.name = prepare(conn, query, "force_generic_plan")
 
     def run(self, values: tuple[str | None, ...]) -> Run:
         """One EXPLAIN ANALYZE EXECUTE of the generic plan. Raises QueryFailed."""
         return Run.of(_explain_execute(self.conn, self.name, values, self.rollback_only))
 
     def close(self) -> None:
-        _deallocate(self.conn, self.name)
+        deallocate(self.conn, self.name)
 
 
 def auto_chooses_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],

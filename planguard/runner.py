@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -46,8 +47,9 @@ from planguard.explain import (
     plan_only,
     result_digest,
 )
-from planguard.params import ParseFailure, analyze, result_shape
+from planguard.params import ParseFailure, analyze, render, result_shape
 from planguard.plan import Plan, reads_by_relation
+from planguard.sampling import type_default
 from planguard.timing import NoiseFloor, noise_floor
 from planguard.workload import ParamSet, Statement, Workload
 
@@ -153,13 +155,14 @@ class _Worker:
 
     def _once(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> Run:
         conn = self._conn(dbname)
+        text, binds = render(stmt.query, stmt.bindings, values)
         if key[2] == GENERIC and key not in self._generic:
-            self._generic[key] = GenericPlan(conn, stmt.query)
+            self._generic[key] = GenericPlan(conn, text)
         started = time.monotonic()
         if key[2] == GENERIC:
-            run = self._generic[key].run(values)
+            run = self._generic[key].run(binds)
         else:
-            run = explain_once(conn, stmt.query, values, needs_rollback(stmt.query))
+            run = explain_once(conn, text, binds, needs_rollback(text))
         run = replace(run, started=started, ended=time.monotonic())
         self.record.executions += 1
         self.record.server_ms += run.execution_ms + (run.planning_ms or 0.0)
@@ -207,9 +210,10 @@ class _Worker:
 
     def auto(self, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> None:
         assert self.record.info is not None
+        text, binds = render(stmt.query, stmt.bindings, values)
         try:
             self.record.auto_generic[stmt.key] = auto_chooses_generic(
-                self._conn(dbname), stmt.query, values, self.record.info.version_num)
+                self._conn(dbname), text, binds, self.record.info.version_num)
         except QueryFailed:
             self.record.auto_generic[stmt.key] = None
 
@@ -218,15 +222,20 @@ class _Worker:
         n = _n_params(stmt.query)
         if not n:
             return
+        # No values: the generic plan; a parameter the grammar takes only as a literal gets one.
+        defaults = [type_default(b.param_type or b.type, datetime.now(timezone.utc)) or "1"
+                    if b.inline else None for b in stmt.bindings] or [None] * n
+        text, binds = render(stmt.query, stmt.bindings, defaults)
         try:
-            self.record.plan_only[stmt.key] = plan_only(self._conn(dbname), stmt.query, n,
+            self.record.plan_only[stmt.key] = plan_only(self._conn(dbname), text, len(binds),
                                                         self.record.info.version_num)
         except QueryFailed as exc:
             self.record.plan_only[stmt.key] = str(exc)
 
     def digest(self, dbname: str | None, stmt: Statement, label: str, values: tuple[str | None, ...]) -> None:
+        text, binds = render(stmt.query, stmt.bindings, values)
         try:
-            self.record.digests[(stmt.key, label)] = result_digest(self._conn(dbname), stmt.query, values)
+            self.record.digests[(stmt.key, label)] = result_digest(self._conn(dbname), text, binds)
         except QueryFailed as exc:
             self.record.digests[(stmt.key, label)] = str(exc)
 

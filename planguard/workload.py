@@ -24,8 +24,11 @@ class Binding:
     """What a ``$n`` parameter stands for.
 
     ``role`` is ``compare`` (``col <op> $n``), ``any`` (``col = ANY($n)``: an array),
-    ``set`` / ``insert`` (a value written into ``column``), ``limit``, ``offset``,
-    ``cast`` (only a type is known, from ``$n::type``) or ``unbound``.
+    ``set`` / ``insert`` (a value written into ``column``), ``limit``, ``offset``, ``arith``
+    (a term of a sum or product: ``col <= $8 + $9``, ``$1 * sum(x)``), ``func`` (a function
+    argument: ``date_trunc($1, col)``), ``case`` (a constant result: ``THEN $3``,
+    ``coalesce(x, $2)``), ``json_key`` / ``json_value`` (``data ->> $1 = $2``), ``cast``
+    (only a type is known, from ``$n::type``) or ``unbound``.
     """
 
     number: int
@@ -34,14 +37,37 @@ class Binding:
     column: str | None = None
     type: str | None = None
     op: str | None = None  # how a compared column is compared: =, <, >=, in, like, between_low, ...
+    # Where the parameter sits, for the roles that are not a plain comparison:
+    func: str | None = None  # "func": it is argument ``arg`` of this function
+    arg: int | None = None
+    term: int | None = None  # "arith": its place in a sum or product (0: the leading term)
+    arith: str | None = None  # "arith": the operator joining it (+, -, *, /)
+    key: int | None = None  # "json_value": the parameter holding the JSON key
+    inline: bool = False  # the grammar takes no parameter here (``date $1``): sent as a literal
+    param_type: str | None = None  # the type OLD's server gave it (PREPARE): what it is cast to
 
 
 @dataclass(frozen=True)
 class ParamSet:
-    """One executable set of parameter values, as text (``None`` is SQL NULL)."""
+    """One executable set of parameter values, as text (``None`` is SQL NULL).
+
+    ``sources`` says where each value came from, aligned with ``values``: ``sampled``,
+    ``pg_stats most common``, ``log: ...``, or ``inferred: ...`` for a guess (a neutral addend,
+    a type's default, a canonical date_trunc field): a reviewer sees which timings rest on one.
+    """
 
     label: str
     values: tuple[str | None, ...]
+    sources: tuple[str, ...] = ()
+
+    @property
+    def guessed(self) -> tuple[int, ...]:
+        """Numbers ($n) of the values that are guesses rather than real data."""
+        return tuple(i for i, src in enumerate(self.sources, 1) if is_guess(src))
+
+
+def is_guess(source: str) -> bool:
+    return source.startswith(("inferred", "default"))
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,11 @@ class Statement:
     @property
     def is_write(self) -> bool:
         return self.kind != "select"
+
+    @property
+    def rows_per_call(self) -> float | None:
+        """What one call returned (or changed) on OLD on average, per pg_stat_statements."""
+        return self.rows / self.calls if self.calls else None
 
     @property
     def short_id(self) -> str:
@@ -176,7 +207,8 @@ def from_dict(data: dict[str, Any], origin: str = "workload") -> Workload:
             s = dict(s)
             s["bindings"] = _tuple_of(Binding, s.get("bindings"), origin)
             s["param_sets"] = tuple(
-                ParamSet(p["label"], tuple(p["values"])) for p in s.get("param_sets") or []
+                ParamSet(p["label"], tuple(p["values"]), tuple(p.get("sources") or ()))
+                for p in s.get("param_sets") or []
             )
             s["users"] = tuple(s.get("users") or ())
             s["tables"] = tuple(s.get("tables") or ())

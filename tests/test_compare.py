@@ -165,7 +165,7 @@ def _accounts_unchanged(olddb: str, newdb: str) -> bool:
 
 def test_resolve_uses_live_catalog_for_pgbench(clusters: Pair, olddb: str) -> None:
     """The catalog query capture uses resolves pgbench's unqualified names."""
-    from planguard.capture import _catalog
+    from planguard.sampling import catalog as _catalog
 
     _pgbench(clusters.old.install.tool("pgbench"), olddb, "-i", "-s", "1", "-q")
     with db.connect(olddb, label="old") as conn:

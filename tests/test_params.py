@@ -51,8 +51,8 @@ CASES = [
     # TPC-H style
     ("SELECT l_returnflag, sum(l_quantity) FROM lineitem WHERE l_shipdate <= $1::date - $2::interval "
      "GROUP BY l_returnflag ORDER BY l_returnflag",
-     # $1 is inside arithmetic, not compared directly: bound by its cast (a value of that type).
-     ["cast date", "cast interval"]),
+     # terms of a difference compared with l_shipdate: the leading one stands for its value
+     ["arith tpch.lineitem.l_shipdate date", "arith tpch.lineitem.l_shipdate interval"]),
     ("SELECT sum(l_discount) FROM lineitem WHERE l_shipdate >= $1 AND l_shipdate < $2 "
      "AND l_discount BETWEEN $3 AND $4 AND l_quantity < $5",
      ["compare tpch.lineitem.l_shipdate date", "compare tpch.lineitem.l_shipdate date",
@@ -69,7 +69,8 @@ CASES = [
      "WHERE c_custkey = o_custkey AND l_orderkey = o_orderkey AND c_nationkey = s_nationkey "
      "AND s_nationkey = n_nationkey AND n_regionkey = r_regionkey AND r_name = $1 "
      "AND o_orderdate >= $2 AND o_orderdate < $3::date + interval '1 year' GROUP BY n_name",
-     ["compare tpch.region.r_name text", "compare tpch.orders.o_orderdate date", "cast date"]),
+     ["compare tpch.region.r_name text", "compare tpch.orders.o_orderdate date",
+      "arith tpch.orders.o_orderdate date"]),
     # TPC-H Q4 / Q21 style: correlated EXISTS and NOT EXISTS
     ("SELECT o_orderpriority FROM orders WHERE o_orderdate >= $1 AND NOT EXISTS "
      "(SELECT * FROM lineitem WHERE l_orderkey = o_orderkey AND l_returnflag = $2)",
@@ -87,6 +88,7 @@ CASES = [
      ["compare public.users.created_at timestamp with time zone", "compare public.orgs.slug text"]),
     ("SELECT * FROM (SELECT org_id, count(*) c FROM users WHERE email LIKE $1 GROUP BY org_id) s "
      "WHERE s.c > $2",
+     # s.c is an aggregate: no column to take a value from; OLD's server types it (bigint)
      ["compare public.users.email text", "unbound"]),
     ("UPDATE users SET email = $1 FROM orgs WHERE orgs.id = users.org_id AND orgs.slug = $2 RETURNING users.id",
      ["set public.users.email text", "compare public.orgs.slug text"]),
@@ -119,6 +121,80 @@ def test_bindings(query: str, expected: list[str]) -> None:
     bindings, problems = resolve(analyze(query), CATALOG, query)
     assert [_describe(b) for b in bindings] == expected
     assert bool(problems) == any(e == "unbound" for e in expected)
+
+
+# Parameters that are not compared with a column, each with the context that chooses its value
+# (TPC-H's and reports' shapes, as pg_stat_statements normalizes their literals).
+ROLES = [
+    ("SELECT count(*) FROM lineitem WHERE l_quantity <= $1 + $2",  # TPC-H Q19
+     ["arith l_quantity <= term 0 +", "arith l_quantity <= term 1 +"]),
+    ("SELECT sum(l_discount * ($1 - l_discount)) FROM lineitem",  # TPC-H Q1: 1 - l_discount
+     ["arith l_discount term 0 -"]),
+    ("SELECT $1 * sum(l_quantity) / sum(l_discount) FROM lineitem",  # TPC-H Q14: 100.00 * ...
+     ["arith l_quantity term 0 *"]),  # typed by its operand
+    ("SELECT coalesce(sum(l_quantity), $1) FROM lineitem WHERE l_orderkey = $2",
+     ["case l_quantity coalesce 1", "compare l_orderkey ="]),
+    ("SELECT sum(CASE WHEN n_name = $1 THEN n_regionkey ELSE $2 END) FROM nation",  # TPC-H Q8
+     ["compare n_name =", "case case 1"]),
+    ("SELECT CASE o_orderpriority WHEN $1 THEN $2 ELSE $3 END FROM orders",
+     ["compare o_orderpriority =", "case case 0", "case case 1"]),
+    ("SELECT date_trunc($1, created_at), count(*) FROM users GROUP BY 1",
+     ["func created_at date_trunc 0"]),
+    ("SELECT extract($1 FROM o_orderdate) FROM orders",  # TPC-H Q7: extract(year FROM ...)
+     ["func o_orderdate extract 0 inline"]),
+    ("SELECT substring(email FROM $1 FOR $2) FROM users",  # TPC-H Q22: substring(c_phone FROM 1 FOR 2)
+     ["func email substring 1", "func email substring 2"]),
+    ("SELECT to_char(created_at, $1) FROM users", ["func created_at to_char 1"]),
+    ("SELECT count(*) FROM orders WHERE o_orderdate >= date $1 AND o_orderdate < date $2 + interval $3",
+     ["compare o_orderdate >= inline", "arith o_orderdate < term 0 + inline",
+      "arith o_orderdate < term 1 + inline"]),
+    ("SELECT id FROM users WHERE email LIKE $1 AND org_id IN ($2, $3)",
+     ["compare email like", "compare org_id in", "compare org_id in"]),
+    ("SELECT l_orderkey FROM lineitem GROUP BY l_orderkey HAVING sum(l_quantity) > $1",  # TPC-H Q18
+     ["compare l_quantity > sum"]),
+]
+
+
+def _context(b) -> str:  # type: ignore[no-untyped-def]
+    parts = [b.role, b.column, b.op, None if b.term is None else f"term {b.term}", b.arith, b.func,
+             None if b.arg is None else str(b.arg), "inline" if b.inline else None]
+    return " ".join(p for p in parts if p)
+
+
+@pytest.mark.parametrize(("query", "expected"), ROLES, ids=[c[0][:48] for c in ROLES])
+def test_roles_beyond_comparisons(query: str, expected: list[str]) -> None:
+    bindings, problems = resolve(analyze(query), CATALOG, query)
+    assert [_context(b) for b in bindings] == expected
+    assert not problems
+
+
+def test_json_operators() -> None:
+    cat = {"events": TableColumns("public.events", {"id": "bigint", "payload": "jsonb"})}
+    q = "SELECT id FROM events WHERE payload ->> $1 = $2 AND payload ? $3 AND payload @> $4"
+    bindings, _ = resolve(analyze(q), cat, q)
+    assert [(b.role, b.column, b.key) for b in bindings] == [
+        ("json_key", "payload", None), ("json_value", "payload", 1), ("json_key", "payload", None),
+        ("compare", "payload", None)]
+
+
+def test_render_writes_literal_only_parameters_in_and_casts_the_rest() -> None:
+    """``date $1`` and ``extract($2 FROM x)`` take no parameter in PostgreSQL's grammar (only
+    libpg_query reads them): written in as literals; the rest renumbered and cast."""
+    from dataclasses import replace
+
+    from planguard.params import render
+
+    q = ("SELECT extract($1 FROM o_orderdate), count(*) FROM orders WHERE o_orderdate >= date $2 "
+         "AND o_custkey = $3 AND o_orderpriority LIKE $4 GROUP BY 1")
+    bindings, _ = resolve(analyze(q), CATALOG, q)
+    typed = tuple(b if b.inline else replace(b, param_type={3: "bigint", 4: "text"}[b.number])
+                  for b in bindings)
+    text, values = render(q, typed, ["year", "1995-01-01", "7", "it's%"])
+    assert text == ("SELECT extract('year' FROM o_orderdate), count(*) FROM orders WHERE o_orderdate >= "
+                    "date '1995-01-01' AND o_custkey = $1::bigint AND o_orderpriority LIKE $2::text GROUP BY 1")
+    assert values == ("7", "it's%")
+    # Statements bound by hand (a .sql workload) are sent as they are.
+    assert render("SELECT $1", (), ["x"]) == ("SELECT $1", ("x",))
 
 
 def test_comparison_operators_are_recorded_from_the_column_side() -> None:
