@@ -124,11 +124,10 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
                           limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
                           redact=redact, keep_values=keep_values, from_log=from_log)
     workload.save(output)
-    runnable = sum(1 for s in workload.statements if not s.skip_reason)
-    click.echo(f"captured {len(workload.statements)} statements ({runnable} executable) from "
-               f"PostgreSQL {workload.source.server_version}, "
-               f"database{'s' if len(workload.databases) > 1 else ''} "
+    click.echo(f"captured {len(workload.statements)} statements from PostgreSQL "
+               f"{workload.source.server_version}, database{'s' if len(workload.databases) > 1 else ''} "
                f"{', '.join(workload.databases)} -> {output}")
+    click.echo(workload.summary())
     for s in workload.statements:
         if s.skip_reason:
             click.echo(f"  not executable: {s.short_id} {s.query[:60]!r}: {s.skip_reason}")
@@ -151,6 +150,8 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @click.option("--min-buffers-delta", type=int, help="... and NEW reads at least this many more buffers.")
 @click.option("--stale-mod-fraction", type=float,
               help="stale_stats when rows modified since ANALYZE exceed this fraction.")
+@click.option("--min-coverage", type=float,
+              help="NO-GO unless this share of OLD's captured time was judged (default 0.9).")
 @click.option("--redact", is_flag=True,
               help="Reports show no parameter values and no constants in plans (always on for "
                    "a workload captured with --redact).")
@@ -189,6 +190,8 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
                         generic=generic, redact=redact, check_results=check_results)
     paths = write_reports(result, html, json_path)
     _print_verdict(result.verdict.decision, result.verdict.reasons)
+    if result.coverage is not None:
+        click.echo(f"  {result.coverage.text()}")
     click.echo(f"report: {paths['html']}  json: {paths['json']}")
     sys.exit(result.verdict.exit_code)
 

@@ -96,6 +96,7 @@ class ParamSetResult:
     generic: GenericResult | None = None
     results: ResultCheck | None = None
     confirmation: Round | None = None
+    sources: tuple[str, ...] = ()  # where each value came from (planguard.workload.ParamSet)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,85 @@ def workload_impact(results: Sequence[StatementResult]) -> WorkloadImpact:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """How much of OLD's captured workload the verdict rests on.
+
+    Weighed by OLD's captured total time (by statements when no time was captured: a
+    hand-written workload).  A statement is judged when some parameter set ran on both
+    sides, or failed on NEW only; skipped ones and those failing on both are not.
+    """
+
+    judged_ms: float
+    total_ms: float
+    judged_calls: int
+    total_calls: int
+    judged: int
+    statements: int
+    unjudged: tuple[tuple[StatementResult, str], ...] = ()
+    guessed_only: tuple[StatementResult, ...] = ()  # judged, but with no value from real data
+
+    @property
+    def by_time(self) -> bool:
+        return self.total_ms > 0
+
+    @property
+    def share(self) -> float:
+        """The share the verdict rests on: of OLD's captured time, else of the statements."""
+        if self.by_time:
+            return self.judged_ms / self.total_ms
+        return self.judged / self.statements if self.statements else 1.0
+
+    @property
+    def calls_share(self) -> float | None:
+        return self.judged_calls / self.total_calls if self.total_calls else None
+
+    def text(self) -> str:
+        """One line for the verdict: what it rests on."""
+        head = (f"judged {self.share:.1%} of OLD's captured time" if self.by_time
+                else f"judged {self.share:.1%} of the statements")
+        parts = [f"{self.judged} of {self.statements} statements"]
+        if self.calls_share is not None:
+            parts.append(f"{self.calls_share:.1%} of calls")
+        if self.guessed_only:
+            parts.append(f"{len(self.guessed_only)} compared with guessed values only")
+        return f"{head} ({', '.join(parts)})"
+
+
+def _judged(r: StatementResult) -> str | None:
+    """None when the verdict judged the statement, else why not."""
+    if r.status == "skipped":
+        return r.reason
+    if any(p.old.ok and p.new.ok for p in r.param_sets):
+        return None
+    if any(p.new.error is not None and p.old.error is None for p in r.param_sets):
+        return None  # it fails on NEW only: that is a judgement (a blocker)
+    return r.reason or "did not run on either side"
+
+
+def coverage_of(results: Sequence[StatementResult]) -> Coverage:
+    judged_ms = total_ms = 0.0
+    judged_calls = total_calls = judged = 0
+    unjudged: list[tuple[StatementResult, str]] = []
+    guessed: list[StatementResult] = []
+    for r in results:
+        s = r.statement
+        total_ms += s.total_ms
+        total_calls += s.calls
+        why = _judged(r)
+        if why is not None:
+            unjudged.append((r, why))
+            continue
+        judged += 1
+        judged_ms += s.total_ms
+        judged_calls += s.calls
+        sets = [p for p in s.param_sets if p.values]
+        if sets and all(p.sources and len(p.guessed) == len(p.values) for p in sets):
+            guessed.append(r)
+    return Coverage(judged_ms, total_ms, judged_calls, total_calls, judged, len(results),
+                    tuple(unjudged), tuple(guessed))
+
+
+@dataclass(frozen=True)
 class StatementResult:
     statement: Statement
     status: str
@@ -217,6 +297,7 @@ class Comparison:
     impact: WorkloadImpact | None = None
     noise: NoiseFloor | None = None  # measured on the clusters during this comparison
     load: tuple[Load, Load] | None = None  # what planguard asked of OLD and of NEW
+    coverage: Coverage | None = None
 
 
 PLANNER_SETTINGS = {
@@ -423,7 +504,28 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
             ))
         out.extend(_generic_findings(res, obj, rate, thresholds, noise))
         out.extend(_result_findings(res, obj))
+        out.extend(_empty_results(res, obj))
     return out
+
+
+def _empty_results(res: StatementResult, obj: str) -> list[Finding]:
+    """A set that finds nothing on OLD, where OLD's statistics say the statement returns rows:
+    its timings may not stand for the calls production makes."""
+    s = res.statement
+    per_call = s.rows_per_call
+    if s.kind != "select" or not per_call or per_call < 1:
+        return []
+    empty = [p.label for p in res.param_sets
+             if p.old.plan is not None and p.old.plan.root.actual_rows == 0]
+    if not empty:
+        return []
+    return [Finding(
+        "empty_result", "info", obj,
+        f"{obj} returns no row on OLD with parameters {listing([repr(e) for e in empty])}, where "
+        f"pg_stat_statements says it returned {per_call:,.1f} rows per call: those timings may not "
+        "stand for production's calls.",
+        "-- give it real values: capture with --from-log, or add \"param_sets\" to the workload file",
+    )]
 
 
 def _large(call: Call, t: Thresholds) -> bool:
@@ -658,6 +760,7 @@ class Judgement:
     statements: tuple[StatementResult, ...]
     findings: tuple[Finding, ...]
     noise: NoiseFloor
+    coverage: Coverage
 
 
 def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresholds: Thresholds,
@@ -688,7 +791,7 @@ def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresh
                 confirmation = Round(co, cn, ccall)
             ps_results.append(ParamSetResult(ps.label, ps.values, o, n, call, changes, generic,
                                              _result_check(stmt, ps.label, old_side, new_side),
-                                             confirmation))
+                                             confirmation, ps.sources))
         worst = min(ps_results, key=lambda p: SEVERITY[p.call.status])
         results.append(StatementResult(stmt, worst.call.status, worst.call.reason, tuple(ps_results)))
     # Catalog findings (statistics freshness included, for every table) from the readiness
@@ -699,8 +802,25 @@ def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresh
                                 _used_on_new(results, old_db, workload))
     statement_findings = _statement_findings(results, context, workload, old_side.info, new_side.info,
                                              thresholds, noise)
-    findings = merge_findings(context, statement_findings + _cold_cache(old_side, new_side))
-    return Judgement(tuple(results), tuple(findings), noise)
+    coverage = coverage_of(results)
+    findings = merge_findings(context, statement_findings + _cold_cache(old_side, new_side)
+                              + _coverage_findings(coverage, thresholds))
+    return Judgement(tuple(results), tuple(findings), noise, coverage)
+
+
+def _coverage_findings(cov: Coverage, t: Thresholds) -> list[Finding]:
+    """A GO that rests on a tenth of the workload is not a GO."""
+    if cov.share >= t.min_coverage or not cov.statements:
+        return []
+    missing = [f"statement {r.statement.short_id} ({why})" for r, why in
+               sorted(cov.unjudged, key=lambda x: -x[0].statement.total_ms)]
+    return [Finding(
+        "incomplete_coverage", "blocker", "workload",
+        f"The verdict {cov.text()}, below the {t.min_coverage:.0%} it needs (min_coverage): "
+        f"not judged: {listing(missing, 6)}.",
+        "-- give the statements values: capture with --from-log, or add \"param_sets\" to the "
+        "workload file; or lower min_coverage knowingly",
+    )]
 
 
 def touched_tables(workload: Workload, results: Sequence[StatementResult],
@@ -737,6 +857,6 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
         findings=judged.findings, verdict=decide(judged.findings), thresholds=thresholds, repeat=repeat,
         started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
         tables=touched_tables(workload, judged.statements, rec.new.readiness), redacted=redact,
-        impact=workload_impact(judged.statements), noise=judged.noise,
+        impact=workload_impact(judged.statements), noise=judged.noise, coverage=judged.coverage,
         load=(Load(rec.old.executions, rec.old.server_ms), Load(rec.new.executions, rec.new.server_ms)),
     )

@@ -55,6 +55,9 @@ class Thresholds:
     max_runs: int = 20
     # added average active sessions (calls/s x extra seconds) from which a regression blocks
     impact_block_aas: float = 0.05
+    # share of OLD's captured time (of statements, when no time was captured) the verdict must
+    # have judged; below it, NO-GO with incomplete_coverage
+    min_coverage: float = 0.9
     # stale_stats: rows modified since the last ANALYZE, relative to the table's rows.
     stale_mod_fraction: float = 0.2
     # stale_stats: NEW's row estimate (reltuples) is this many times OLD's, or OLD's is
@@ -114,6 +117,6 @@ def load_thresholds(
         raise ConfigError("time_ratio and buffers_ratio must be at least 1.0")
     if result.row_estimate_ratio < 1 or result.ndistinct_ratio < 1:
         raise ConfigError("row_estimate_ratio and ndistinct_ratio must be at least 1.0")
-    if result.null_frac_delta > 1 or result.sequence_capacity_fraction > 1:
-        raise ConfigError("null_frac_delta and sequence_capacity_fraction must be at most 1.0")
+    if result.null_frac_delta > 1 or result.sequence_capacity_fraction > 1 or result.min_coverage > 1:
+        raise ConfigError("null_frac_delta, sequence_capacity_fraction and min_coverage must be at most 1.0")
     return result

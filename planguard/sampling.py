@@ -29,6 +29,7 @@ For each statement (``param_sets``):
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -41,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from planguard import db
-from planguard.explain import QueryFailed, deallocate, fetch_rolled_back, prepare
+from planguard.explain import reason
 from planguard.params import TableColumns, render
 from planguard.workload import Binding, ParamSet, Statement, Workload
 
@@ -174,6 +175,7 @@ class Sampler:
         self._common: dict[tuple[str, str], list[str]] = {}
         self._complete_rows: dict[tuple[str, tuple[str, ...]], list[dict[str, str | None]]] = {}
         self._bounds: dict[tuple[str, str], tuple[str, str] | None] = {}
+        self._typicals: dict[tuple[str, tuple[str, ...], str | None], list[dict[str, str | None]]] = {}
 
     def _read_only(self, query: sql.Composed | str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Rows of a query in a READ ONLY transaction with a short timeout; always rolled back."""
@@ -223,19 +225,27 @@ class Sampler:
         set differs from the heavy hitter whenever the data allows; rows in ``avoid`` are
         not picked again while others are left.
         """
-        candidates = self._complete(qualified, columns)
-        if lead is not None:
-            heavy = self.most_common(qualified, lead)
-            candidates = [r for r in candidates if r.get(lead) != heavy] or candidates
-            # The value a sampled row most often holds after the heaviest one: typical for the
-            # rows (a big customer), not for the distinct values (one of thousands of small ones).
-            counts = Counter(r.get(lead) for r in candidates)
-            if counts and max(counts.values()) > 1:
-                top = max(counts, key=lambda v: (counts[v], str(v)))
-                candidates = [r for r in candidates if r.get(lead) == top]
+        candidates = self._typical(qualified, columns, lead)
         fresh = [r for r in candidates if not any(r is a for a in avoid)]
         candidates = fresh or candidates
         return self.rng.choice(candidates) if candidates else None
+
+    def _typical(self, qualified: str, columns: list[str], lead: str | None) -> list[dict[str, str | None]]:
+        """Rows a typical set may take (cached): with ``lead``, those holding the value a sampled
+        row most often holds after the heaviest one, typical for the rows (a big customer), not
+        for the distinct values (one of thousands of small ones)."""
+        key = (qualified, tuple(sorted(set(columns))), lead)
+        if key not in self._typicals:
+            candidates = self._complete(qualified, columns)
+            if lead is not None:
+                heavy = self.most_common(qualified, lead)
+                candidates = [r for r in candidates if r.get(lead) != heavy] or candidates
+                counts = Counter(r.get(lead) for r in candidates)
+                if counts and max(counts.values()) > 1:
+                    top = max(counts, key=lambda v: (counts[v], str(v)))
+                    candidates = [r for r in candidates if r.get(lead) == top]
+            self._typicals[key] = candidates
+        return self._typicals[key]
 
     def _complete(self, qualified: str, columns: list[str]) -> list[dict[str, str | None]]:
         """Sampled rows with a value in every one of ``columns`` (cached: statements share them)."""
@@ -359,28 +369,40 @@ class Sampler:
 
     # -- asking OLD's planner (nothing is executed) -------------------------------------
     def types(self, text: str) -> tuple[str, ...] | str:
-        """The types OLD's server gives the parameters of ``text`` (PREPARE), or its error."""
+        """The types OLD's server gives the parameters of ``text`` (PREPARE, read back, DEALLOCATE
+        in one round trip), or its error."""
+        name = f"planguard_types_{next(_names)}"
         try:
-            name = prepare(self.conn, text, None)
-        except QueryFailed as exc:
-            return str(exc)
-        try:
-            row = self.conn.execute("SELECT parameter_types::text[] FROM pg_prepared_statements "
-                                    "WHERE name = %s", (name,)).fetchone()
-        finally:
-            deallocate(self.conn, name)
-        return tuple(row[0]) if row and row[0] else ()
+            with self.conn.pipeline():
+                self.conn.execute(sql.SQL(db.MARK + "PREPARE {} AS ").format(sql.Identifier(name))
+                                  + sql.SQL(text))
+                cur = self.conn.execute("SELECT parameter_types::text[] FROM pg_prepared_statements "
+                                        "WHERE name = %s", (name,))
+                self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            return reason(exc)
+        row = cur.fetchone()
+        return tuple(CAST_TYPES.get(t, t) for t in row[0]) if row and row[0] else ()
 
     def plan_rows(self, text: str, values: Sequence[str | None]) -> float | str:
-        """The planner's row estimate for ``text`` with ``values`` (plain EXPLAIN in a READ ONLY
-        transaction, rolled back: nothing runs), or its error."""
+        """The planner's row estimate for ``text`` with ``values``, or its error.
+
+        A plain EXPLAIN plans and executes nothing (not even a data-modifying CTE), so it
+        needs no transaction of its own: one round trip.
+        """
         try:
-            row = fetch_rolled_back(self.conn, db.MARK + "EXPLAIN (FORMAT JSON) " + text, tuple(values),
-                                    rollback_only=False)
-        except QueryFailed as exc:
-            return str(exc)
-        plan = row[0]
+            with psycopg.RawCursor(self.conn) as cur:
+                cur.execute(db.MARK + "EXPLAIN (FORMAT JSON) " + text, tuple(values) or None, prepare=False)
+                row = cur.fetchone()
+        except psycopg.Error as exc:
+            return reason(exc)
+        plan = row[0] if row else None
         return float(plan[0]["Plan"]["Plan Rows"]) if isinstance(plan, list) else 0.0
+
+
+_names = itertools.count(1)
+# Types that mean one length when written in a cast without one: cast to their unbounded form.
+CAST_TYPES = {"character": "bpchar", "bit": "bit varying"}
 
 
 # -- types ----------------------------------------------------------------------------
@@ -532,8 +554,9 @@ class _Set:
                       and (c.table, c.column) == key]
             if len(values) > 1:
                 distinct = self.s.distinct(b.table, b.column, value, len(values))
-                return Choice(distinct[[c.number for c in values].index(b.number)],
-                              f"{self.source} (distinct values of {b.column})")
+                place = [c.number for c in values].index(b.number)
+                return Choice(distinct[place], self.source if place == 0 else
+                              f"sampled: another value of {b.column}")
         if b.op == "like" and value is not None:
             return Choice(value[: max(1, len(value) // 2)] + "%", f"{self.source}, a prefix with a wildcard",
                           (value,))
@@ -573,7 +596,7 @@ class _Set:
         if obj is None:
             return _typed_guess(b, self.at, "default JSON key")
         keys = sorted(obj)
-        return Choice(keys[0], f"{self.source}: a key of {b.column}", tuple(keys[1:3]))
+        return Choice(keys[0], f"sampled: a key of {b.column}", tuple(keys[1:3]))
 
     def _json_value(self, b: Binding) -> Choice:
         obj = self._json_object(b)
@@ -582,7 +605,7 @@ class _Set:
             return _typed_guess(b, self.at, "default JSON value")
         v = obj[key.value]
         text = v if isinstance(v, str) else json.dumps(v)
-        return Choice(text, f"{self.source}: {b.column}->>{key.value}")
+        return Choice(text, f"sampled: {b.column} ->> {key.value}")
 
 
 def _strategy_rows(sampler: Sampler, bindings: tuple[Binding, ...]) -> tuple[

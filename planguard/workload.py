@@ -167,6 +167,13 @@ class Workload:
                 return ix
         return None
 
+    def summary(self) -> str:
+        """``executable N of M``, and how many rest partly on guessed values."""
+        runnable = [s for s in self.statements if not s.skip_reason]
+        guessed = sum(1 for s in runnable if any(p.guessed for p in s.param_sets))
+        return (f"executable {len(runnable)} of {len(self.statements)}"
+                + (f"; {guessed} with some guessed values (their sources say which)" if guessed else ""))
+
     @property
     def databases(self) -> tuple[str, ...]:
         """The databases the statements run in (the capture database when none is named)."""

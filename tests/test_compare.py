@@ -300,3 +300,23 @@ def test_a_cold_new_is_warmed_up_before_it_is_measured(clusters: Pair, olddb: st
     assert cold.severity == "info" and "public.wide" in cold.message
     assert "pg_prewarm('public.wide')" in cold.remediation
     assert result.verdict.decision == "GO", result.verdict.reasons
+
+
+def test_a_set_that_finds_nothing_where_the_statement_returns_rows_is_said(olddb: str, newdb: str,
+                                                                          dbname: str) -> None:
+    """OLD's statistics say the lookup returns 20 rows per call; a set that finds none there
+    may not stand for production's calls: an empty_result note, no change to the verdict."""
+    for dsn in (olddb, newdb):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(TABLE)
+    query = "SELECT id, qty FROM items WHERE owner = $1"
+    shape = analyze(query)
+    wl = Workload(Source("x", 0, dbname, "", "2026-01-01"), (Statement(
+        shape.fingerprint, query, "select", calls=10, rows=200, tables=("public.items",),
+        param_sets=(ParamSet("typical", ("7",), ("sampled",)), ParamSet("guess", ("9999",), ("inferred: x",)))),))
+    result = compare(olddb, newdb, wl, repeat=2, generic=False)
+    (note,) = [f for f in result.findings if f.kind == "empty_result"]
+    assert note.severity == "info" and "'guess'" in note.message and "'typical'" not in note.message
+    assert "20.0 rows per call" in note.message
+    assert result.verdict.decision == "GO"
+    assert result.coverage is not None and result.coverage.share == 1.0

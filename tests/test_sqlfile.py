@@ -74,4 +74,18 @@ def test_compare_with_the_example_workload(clusters: Pair, dbname: str, olddb: s
     assert "error" not in by_status.values(), report["statements"]
     skipped = [s for s in report["statements"] if s["status"] == "skipped"]
     assert len(skipped) == 1 and skipped[0]["plan_only"]["old"] and skipped[0]["plan_only"]["new"]
-    assert report["verdict"] == "GO", report["reasons"]
+    # The example leaves one of five statements without values on purpose: 80 % judged is
+    # below min_coverage, and the verdict says so instead of giving a GO that rests on less.
+    assert report["verdict"] == "NO-GO"
+    blockers = [f for f in report["findings"] if f["severity"] == "blocker"]
+    assert [f["kind"] for f in blockers] == ["incomplete_coverage"], report["reasons"]
+    assert "judged 80.0% of the statements (4 of 5 statements)" in blockers[0]["message"]
+    assert skipped[0]["fingerprint"][:8] in blockers[0]["message"]
+    assert report["coverage"]["share"] == 0.8 and report["coverage"]["by"] == "statements"
+    assert "judged 80.0% of the statements" in res.stdout
+    # Knowingly accepted, the same comparison is a GO.
+    res = subprocess.run([sys.executable, "-m", "planguard.cli", "compare", olddb, newdb, "-w", str(EXAMPLE),
+                          "-o", str(tmp_path / "r.html"), "--json", str(out), "--repeat", "2", "-q",
+                          "--min-coverage", "0.8"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(out.read_text())["verdict"] == "GO"

@@ -16,6 +16,7 @@ from planguard.checks import Finding
 from planguard.checks.readiness import ClusterSnapshot
 from planguard.compare import (
     Comparison,
+    Coverage,
     GenericResult,
     Impact,
     ParamSetResult,
@@ -31,6 +32,7 @@ from planguard.explain import Digest
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
 from planguard.timing import CLASS_NAMES, NoiseFloor
 from planguard.verdict import Verdict, sort_findings
+from planguard.workload import is_guess
 
 FORMAT_VERSION = 1
 
@@ -81,6 +83,17 @@ def _round(r: Round | None, redact: bool) -> dict[str, Any] | None:
             "old": _side(r.old, redact), "new": _side(r.new, redact)}
 
 
+def _coverage(cov: Coverage | None) -> dict[str, Any] | None:
+    if cov is None:
+        return None
+    return {"share": round(cov.share, 4), "by": "time" if cov.by_time else "statements",
+            "time_share": round(cov.judged_ms / cov.total_ms, 4) if cov.total_ms else None,
+            "calls_share": None if cov.calls_share is None else round(cov.calls_share, 4),
+            "statements_judged": cov.judged, "statements": cov.statements, "text": cov.text(),
+            "unjudged": [{"fingerprint": r.statement.fingerprint, "reason": why} for r, why in cov.unjudged],
+            "guessed_only": [r.statement.fingerprint for r in cov.guessed_only]}
+
+
 def _noise(n: NoiseFloor | None) -> dict[str, Any] | None:
     if n is None:
         return None
@@ -125,6 +138,8 @@ def _param_set(p: ParamSetResult, redact: bool) -> dict[str, Any]:
     return {
         "label": p.label,
         "values": [REDACTED] * len(p.values) if redact else list(p.values),
+        "sources": list(p.sources),  # where each value came from; "inferred: ..." is a guess
+        "guessed": [i for i, src in enumerate(p.sources, 1) if is_guess(src)],
         "status": p.call.status,
         "reason": p.call.reason,
         "timing": _timing(p.call),
@@ -226,6 +241,7 @@ def to_dict(c: Comparison) -> dict[str, Any]:
             "statements_without_rate": c.impact.without_rate,
         },
         "noise": _noise(c.noise),
+        "coverage": _coverage(c.coverage),
         "load": None if c.load is None else {
             side: {"executions": ld.executions, "server_ms": round(ld.server_ms, 1)}
             for side, ld in zip(("old", "new"), c.load, strict=True)},
@@ -258,6 +274,7 @@ def check_to_dict(findings: list[Finding], verdict: Verdict, old: ClusterSnapsho
         "summary": {status: 0 for status in STATUSES},
         "impact": None,
         "noise": None,
+        "coverage": None,
         "load": None,
         "statements": [],
         "findings": [asdict(f) for f in sort_findings(findings)],
