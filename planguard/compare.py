@@ -33,7 +33,7 @@ from planguard.runner import CONFIRM, CUSTOM, GENERIC, Key, ServerInfo, SideReco
 from planguard.sampling import fill_values, needs_values
 from planguard.timing import NoiseFloor, noise_floor
 from planguard.verdict import Verdict, decide
-from planguard.workload import Statement, Workload
+from planguard.workload import Statement, Workload, is_guess
 
 Progress = Callable[[str], None]
 
@@ -468,9 +468,12 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
         elif res.status == "error" and dec is not None:
             new_only = dec.new.error is not None and dec.old.error is None
             both = dec.new.error is not None and dec.old.error is not None
+            guesses = [f"${i}" for i, src in enumerate(dec.sources, 1) if is_guess(src)]
+            why = (f" with parameters '{dec.label}', whose values for {listing(guesses)} are guesses "
+                   "(see their sources)" if both and guesses else "")
             out.append(Finding(
                 "query_error", "blocker" if new_only else ("warning" if both else "info"), obj,
-                f"{obj} ({rate}) {dec.call.reason}",
+                f"{obj} ({rate}) {dec.call.reason}{why}",
                 "-- make the statement valid on NEW (missing object, privilege or changed "
                 "function?) before the cutover" if new_only else
                 "-- fix the parameter values in the workload file, or the statement",

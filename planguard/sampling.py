@@ -33,6 +33,7 @@ import itertools
 import json
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -369,19 +370,19 @@ class Sampler:
 
     # -- asking OLD's planner (nothing is executed) -------------------------------------
     def types(self, text: str) -> tuple[str, ...] | str:
-        """The types OLD's server gives the parameters of ``text`` (PREPARE, read back, DEALLOCATE
-        in one round trip), or its error."""
+        """The types OLD's server gives the parameters of ``text`` (PREPARE, read back and
+        DEALLOCATE, sent as one batch: one round trip), or its error."""
         name = f"planguard_types_{next(_names)}"
+        ident = sql.Identifier(name)
+        batch = (sql.SQL(db.MARK + "PREPARE {} AS ").format(ident) + sql.SQL(text)
+                 + sql.SQL(";\nSELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = {}"
+                           ";\nDEALLOCATE {}").format(sql.Literal(name), ident))
         try:
-            with self.conn.pipeline():
-                self.conn.execute(sql.SQL(db.MARK + "PREPARE {} AS ").format(sql.Identifier(name))
-                                  + sql.SQL(text))
-                cur = self.conn.execute("SELECT parameter_types::text[] FROM pg_prepared_statements "
-                                        "WHERE name = %s", (name,))
-                self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+            with self.conn.cursor() as cur:
+                cur.execute(batch)
+                row = cur.fetchone() if cur.nextset() and cur.pgresult is not None else None
         except psycopg.Error as exc:
             return reason(exc)
-        row = cur.fetchone()
         return tuple(CAST_TYPES.get(t, t) for t in row[0]) if row and row[0] else ()
 
     def plan_rows(self, text: str, values: Sequence[str | None]) -> float | str:
@@ -408,19 +409,38 @@ CAST_TYPES = {"character": "bpchar", "bit": "bit varying"}
 # -- types ----------------------------------------------------------------------------
 
 
+def _operand_type(b: Binding) -> str | None:
+    """The type of a term of a sum or product, from the column it is computed with or compared
+    to: the leading term of a comparison stands for the column's value; an offset to a date is
+    a number of days, to a time an interval; otherwise a number like the column."""
+    family = _family(b.type)
+    if not family:
+        return None
+    if b.op and b.term == 0:
+        return family
+    if family == "date":
+        return "integer" if b.arith in ("+", "-") else None
+    if family.startswith("timestamp") or family.startswith("time"):
+        return "interval" if b.arith in ("+", "-") else None
+    return family if family in NUMERIC_TYPES else None
+
+
 def _context_type(b: Binding, level: int) -> str | None:
     """The type the statement's context gives a parameter before the server is asked.
 
     Level 0: only what a function's meaning fixes (``substring`` positions) and JSON keys;
-    1: also the type of the column an expression is compared with or computed from (for
-    ``unknown + unknown``); 2 and 3: the parameters left untyped, as numbers, then as text.
+    1: also the terms of sums and products (``_operand_type``) and constants typed by a
+    column (``coalesce(col, $1)``), for ``unknown + unknown``; 2: the parameters still
+    untyped as numbers (a ``CASE`` constant summed), function arguments as text; 3: text.
     """
     if b.role in ("func", "json_key", "json_value") and b.type:
         return b.type
-    if level >= 1 and b.role in ("arith", "case") and b.type:
+    if b.role == "arith" and level >= 1 and (typ := _operand_type(b)):
+        return typ
+    if b.role == "case" and level >= 1 and b.type:
         return _family(b.type)
-    if level >= 2 and b.role in ("arith", "case", "unbound"):
-        return "numeric" if level == 2 else "text"
+    if level >= 2 and b.role in ("arith", "case", "unbound", "func"):
+        return "numeric" if level == 2 and b.role != "func" else "text"
     return None
 
 
@@ -444,12 +464,17 @@ def type_parameters(sampler: Sampler, query: str, bindings: tuple[Binding, ...],
         return bindings, None
     provisional = [_provisional(b, captured_at) for b in bindings]
     error: str | None = None
-    for level in range(4):
-        trial = [replace(b, param_type=_context_type(b, level)) for b in bindings]
+    named: dict[int, str] = {}  # parameters an error named ("could not determine ... $20"): text
+    for level in (0, 1, 1, 2, 2, 3):
+        trial = [replace(b, param_type=named.get(b.number) or _context_type(b, level)) for b in bindings]
         text, _ = render(query, trial, provisional)
         got = sampler.types(text)
         if isinstance(got, str):
             error = got
+            if (m := re.search(r"data type of parameter \$(\d+)", got)) is not None:
+                kept = [b.number for b in trial if not b.inline]
+                if int(m.group(1)) <= len(kept):
+                    named[kept[int(m.group(1)) - 1]] = "text"
             continue
         typed = iter(got)
         by_number = {b.number: replace(b, param_type=next(typed, b.param_type))

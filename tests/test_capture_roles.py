@@ -18,48 +18,9 @@ from planguard.explain import QueryFailed, explain_once, needs_rollback
 from planguard.params import render
 from planguard.workload import Statement, is_guess
 from tests.conftest import Pair
+from tests.fixtures.reporting import REPORTS, SCHEMA
 
 pytestmark = pytest.mark.db
-
-SCHEMA = """
-CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL, status text NOT NULL,
-                     amount_cents bigint NOT NULL, region text NOT NULL, created_at timestamptz NOT NULL);
-INSERT INTO orders (customer_id, status, amount_cents, region, created_at)
-  SELECT 1 + g % 500, (ARRAY['paid', 'shipped', 'refunded', 'open'])[1 + g % 4], 100 + (g * 37) % 200000,
-         (ARRAY['emea', 'amer', 'apac'])[1 + g % 3], timestamptz '2026-01-01' + (g % 330) * interval '1 day'
-  FROM generate_series(1, 40000) g;
-CREATE INDEX orders_created_idx ON orders (created_at);
-CREATE INDEX orders_customer_idx ON orders (customer_id);
-CREATE TABLE events (id bigserial PRIMARY KEY, account_id int NOT NULL, kind text NOT NULL, payload jsonb NOT NULL);
-INSERT INTO events (account_id, kind, payload)
-  SELECT 1 + g % 300, (ARRAY['signup', 'signin', 'upgrade'])[1 + g % 3],
-         jsonb_build_object('plan', (ARRAY['free', 'pro'])[1 + g % 2], 'source', 'web', 'n', g % 7)
-  FROM generate_series(1, 20000) g;
-CREATE INDEX events_payload_idx ON events USING gin (payload);
-ANALYZE;
-"""
-
-# As a reporting tool and an ORM send them: literals everywhere.
-REPORTS = [
-    "SELECT date_trunc('day', created_at) AS d, count(*), sum(amount_cents) FROM orders "
-    "WHERE created_at >= '2026-10-01'::date AND created_at < '2026-10-01'::date + interval '30 days' "
-    "GROUP BY 1 ORDER BY 1",
-    "SELECT region, sum(CASE WHEN status = 'refunded' THEN amount_cents ELSE 0 END) AS refunded, "
-    "coalesce(sum(amount_cents), 0) AS total FROM orders WHERE customer_id = 42 GROUP BY region LIMIT 100",
-    "SELECT id, amount_cents * 1.2 AS gross FROM orders WHERE amount_cents >= 1000 * 100 "
-    "ORDER BY amount_cents DESC LIMIT 100",
-    "SELECT to_char(created_at, 'YYYY-MM') AS m, count(*) FROM orders "
-    "WHERE extract(year FROM created_at) = 2026 GROUP BY 1",
-    "SELECT substring(region FROM 1 FOR 2) AS r, count(*) FROM orders "
-    "WHERE created_at > timestamptz '2026-11-20' - interval '7 days' GROUP BY 1",
-    "SELECT id FROM orders WHERE status IN ('paid', 'shipped', 'refunded') "
-    "AND created_at BETWEEN '2026-01-01' AND '2026-06-30' ORDER BY created_at LIMIT 100 OFFSET 200",
-    "SELECT id, payload ->> 'source' FROM events WHERE payload ->> 'plan' = 'pro' "
-    "AND account_id IN (1, 2, 3) ORDER BY id DESC LIMIT 20 OFFSET 40",
-    "SELECT count(*) FROM events WHERE payload ? 'source' AND payload @> '{\"plan\": \"pro\"}'",
-    "SELECT kind, count(*) FROM events WHERE kind LIKE 'sign%' GROUP BY kind",
-]
-
 
 def _run_on(dsn: str, statements: list[str], times: int = 3) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:

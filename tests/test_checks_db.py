@@ -228,3 +228,19 @@ def test_cluster_setting_changed_on_new(clean_pair: tuple[Cluster, Cluster]) -> 
         assert findings[0].remediation.startswith("ALTER SYSTEM SET cpu_tuple_cost = '0.01';")
     finally:
         execute(new.dsn(), ["ALTER SYSTEM RESET cpu_tuple_cost", "SELECT pg_reload_conf()"])
+
+
+def test_a_table_unanalyzed_on_both_sides_warns_only(olddb: str, newdb: str) -> None:
+    """No statistics on NEW blocks when OLD has them (the restore lost them); with none on OLD
+    either both plan the table blind, and the cutover does not make that worse: a warning."""
+    for dsn in (olddb, newdb):
+        # autovacuum off for both tables (on both sides): OLD's must not analyze them meanwhile
+        execute(dsn, ["CREATE TABLE blind (id int, v text) WITH (autovacuum_enabled = off)",
+                      "CREATE TABLE lost (id int, v text) WITH (autovacuum_enabled = off)",
+                      "INSERT INTO blind SELECT g, 'x' FROM generate_series(1, 500) g",
+                      "INSERT INTO lost SELECT g, 'x' FROM generate_series(1, 500) g"])
+    execute(olddb, ["ANALYZE lost"])
+    findings, _, _ = run_check(olddb, newdb)
+    never = {f.object: f for f in findings if f.kind == "never_analyzed"}
+    assert never["public.lost"].severity == "blocker"
+    assert never["public.blind"].severity == "warning" and "none on OLD either" in never["public.blind"].message

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from planguard.demo import load_old, restore_new
+from planguard.diff import STATUSES
 from tests.conftest import Pair
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -87,15 +88,26 @@ def test_after_analyze_is_go(scenario: dict) -> None:
 def test_json_contract(scenario: dict) -> None:
     report = scenario["before_json"]
     assert report["format_version"] == 1
-    assert set(report) >= {"verdict", "reasons", "old", "new", "statements", "findings"}
+    assert set(report) >= {"verdict", "reasons", "old", "new", "statements", "findings", "noise", "load",
+                           "coverage"}
     assert re.match(r"\d+", report["old"]["server_version"])
+    assert set(report["summary"]) == set(STATUSES)
+    assert report["coverage"]["share"] == 1.0 and report["coverage"]["statements"] == len(report["statements"])
+    assert report["load"]["old"]["executions"] > 0 and report["load"]["new"]["server_ms"] > 0
+    assert [c["class"] for c in report["noise"]["classes"]] == ["< 1 ms", "1-10 ms", "10-100 ms", ">= 100 ms"]
     for s in report["statements"]:
         assert set(s) >= {"fingerprint", "query", "calls", "status", "old", "new", "changes"}
-        assert s["status"] in {"regressed", "improved", "unchanged", "plan_changed", "error", "skipped"}
+        assert s["status"] in STATUSES
         for side in ("old", "new"):
-            assert set(s[side]) >= {"median_ms", "shared_buffers", "plan_fingerprint", "indexes", "error"}
+            assert set(s[side]) >= {"median_ms", "shared_buffers", "plan_fingerprint", "indexes", "error",
+                                    "times_ms", "warmup"}
         for c in s["changes"]:
             assert set(c) == {"kind", "detail"}
+        for p in s["param_sets"]:
+            assert len(p["sources"]) == len(p["values"]) and all(p["sources"])
+            assert set(p["guessed"]) <= set(range(1, len(p["values"]) + 1))
+            if p["old"]["runs"] > 1 and p["new"]["runs"] > 1:
+                assert p["timing"]["paired"] and p["timing"]["runs"] == min(p["old"]["runs"], p["new"]["runs"])
     tables = {t["name"]: t for t in report["tables"]}  # NEW's statistics of the tables it touches
     assert tables["public.transactions"]["columns_with_stats"] == 0
     assert tables["public.accounts"]["columns_with_stats"] > 0

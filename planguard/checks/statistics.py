@@ -12,7 +12,8 @@ Kinds:
 ``never_analyzed``
     *blocker*: a non-empty table (partitioned parents included) has no column
     statistics at all (``reltuples < 0`` on PostgreSQL 14+ when ``pg_stats`` is not
-    readable): see :mod:`planguard.checks.freshness`, whose logic this reuses.
+    readable): see :mod:`planguard.checks.freshness`, whose logic this reuses; a
+    *warning* when OLD has none for it either (both plan it blind).
     *warning*: the table was analyzed but some statistics that PostgreSQL 18's
     ``vacuumdb --missing-stats-only`` looks for are missing: columns without a
     ``pg_stats`` row (added after the last ANALYZE), expression-index columns, or an
@@ -173,6 +174,15 @@ def _by_table(columns: Iterable[ColumnStats]) -> dict[str, list[ColumnStats]]:
     return out
 
 
+def _as_on_old(f: Finding, old: TableStats | None, old_version: int) -> Finding:
+    """A table with no statistics on OLD either is planned the same blind way on both: what the
+    cutover changes is not that, so it warns instead of blocking."""
+    if old is None or not freshness.is_never_analyzed(old, old_version):
+        return f
+    return replace(f, severity="warning", message=f.message.rstrip(".") + "; it has none on OLD "
+                   "either, so both plan it blind: analyze it, but the cutover does not make it worse.")
+
+
 def _partial(t: TableStats, cols: list[ColumnStats], old_cols: dict[tuple[str, str | None, str], ColumnStats],
              ) -> Finding | None:
     """never_analyzed (warning): analyzed, but missing what vacuumdb --missing-stats-only looks for."""
@@ -319,7 +329,8 @@ def evaluate(old: StatisticsSnapshot, new: StatisticsSnapshot, thresholds: Thres
     new_cols = _by_table(new.columns)
     old_cols = {(c.table, c.index, c.column): c for c in old.columns}
 
-    findings: list[Finding] = [f for f in base if f.kind == "never_analyzed"]
+    findings: list[Finding] = [_as_on_old(f, old_tables.get(f.object), old.server_version_num)
+                               for f in base if f.kind == "never_analyzed"]
     coverage: list[Finding] = []
     for t in sorted(new.tables, key=lambda s: -s.size_bytes):
         if t.name in never or t.size_bytes <= 0:
