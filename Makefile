@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.check_bench
 	$(PY) -m benchmarks.capture_bench
+	$(PY) -m benchmarks.capture_coverage
 	$(PY) -m benchmarks.trust
 
 clean:

@@ -127,6 +127,11 @@ def test_tpch_queries_captured_with_literals_are_all_judged(clusters: Pair) -> N
         assert wl.summary().startswith("executable 22 of 22"), [s.skip_reason for s in wl.statements]
         new_dsn = restore_copy(clusters.old, clusters.new, name)
         result = compare(clusters.old.dsn(name), new_dsn, wl, repeat=3, generic=False)
+        # Q14's parameters were once "not compared to a column" ($1 * sum(...)): judged now,
+        # a lost index on its date range is caught there too.
+        with psycopg.connect(new_dsn, autocommit=True) as conn:
+            conn.execute("DROP INDEX lineitem_shipdate_idx")
+        faulty = compare(clusters.old.dsn(name), new_dsn, wl, repeat=3, generic=False)
     finally:
         drop(clusters.old, name)
         drop(clusters.new, name)
@@ -135,3 +140,7 @@ def test_tpch_queries_captured_with_literals_are_all_judged(clusters: Pair) -> N
         [(r.statement.query[:60], r.reason) for r in result.statements if r.status in ("skipped", "error")]
     assert "judged 100.0% of OLD's captured time (22 of 22 statements" in result.coverage.text()
     assert result.verdict.decision == "GO", result.verdict.reasons
+    q14 = next(r for r in faulty.statements if "promo_revenue" in r.statement.query)
+    assert q14.status == "regressed", q14.reason
+    blocker = next(f for f in faulty.findings if f.kind == "plan_regression" and q14.statement.short_id in f.object)
+    assert "lineitem_shipdate_idx, which OLD's plan uses, is missing on NEW" in blocker.message
