@@ -41,6 +41,7 @@ clean:
 # Golden EXPLAIN JSON and catalog snapshots for the unit tests, recorded from real clusters
 # (never edit by hand).
 fixtures: $(STAMP)
-	rm -f tests/fixtures/plans/*.json tests/fixtures/snapshots/*.json
+	rm -f tests/fixtures/plans/*.json tests/fixtures/snapshots/*.json tests/fixtures/recordings/*.json
 	$(PY) tests/fixtures/record_plans.py
 	$(PY) -m tests.fixtures.record_snapshots
+	$(PY) -m tests.fixtures.record_recordings

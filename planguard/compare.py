@@ -10,26 +10,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from planguard import db, runner
+from planguard.calls import SEVERITY, Call, classify, same_shapes
 from planguard.checks import Finding, freshness, human_size, listing, sql_literal
 from planguard.checks.readiness import ClusterSnapshot, evaluate_all, merge_findings
 from planguard.config import Thresholds
-from planguard.diff import (
-    SEVERITY,
-    Call,
-    Change,
-    Measurement,
-    classify,
-    diff_plans,
-    runtime_changes,
-    same_shapes,
-    summarize,
-)
-from planguard.explain import Digest
+from planguard.diff import Change, diff_plans, runtime_changes
+from planguard.measure import Digest, Measurement, summarize
 from planguard.params import result_shape
 from planguard.plan import Plan, indexes_used, relations
-from planguard.runner import CONFIRM, CUSTOM, GENERIC, Key, ServerInfo, SideRecord, param_sets_of
+from planguard.recording import (
+    CONFIRM,
+    CUSTOM,
+    GENERIC,
+    Key,
+    Recording,
+    ServerInfo,
+    SideRecord,
+    param_sets_of,
+)
 from planguard.sampling import fill_values, needs_values
 from planguard.timing import NoiseFloor, noise_floor
 from planguard.verdict import Verdict, decide
@@ -838,8 +839,12 @@ def touched_tables(workload: Workload, results: Sequence[StatementResult],
 def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             thresholds: Thresholds | None = None, limits: db.SessionLimits | None = None,
             progress: Progress | None = None, generic: bool = True, redact: bool = False,
-            check_results: bool = False) -> Comparison:
-    """Run ``workload`` on both clusters in lockstep and return the full comparison."""
+            check_results: bool = False, save_recording: Path | None = None) -> Comparison:
+    """Run ``workload`` on both clusters in lockstep and return the full comparison.
+
+    ``save_recording``: also keep what both clusters answered (every run's plan and timing,
+    the catalog snapshots), which ``comparison_of`` judges again without a server.
+    """
     thresholds = thresholds or Thresholds()
     limits = limits or db.SessionLimits()
     started = datetime.now(timezone.utc)
@@ -853,12 +858,21 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
                 workload = fill_values(conn, workload, database=dbname)
     rec = runner.run(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds, limits=limits,
                      progress=progress, generic=generic, redact=redact, check_results=check_results)
+    if save_recording is not None:
+        rec.save(save_recording)
+    return comparison_of(workload, rec, thresholds, repeat=repeat, redact=redact,
+                         started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0)
+
+
+def comparison_of(workload: Workload, rec: Recording, thresholds: Thresholds, *, repeat: int,
+                  redact: bool, started_at: str, duration_s: float) -> Comparison:
+    """The comparison judged from a recording (pure)."""
     judged = judge(workload, rec.old, rec.new, thresholds)
     assert rec.old.info and rec.new.info
     return Comparison(
         old=rec.old.info, new=rec.new.info, workload=workload, statements=judged.statements,
         findings=judged.findings, verdict=decide(judged.findings), thresholds=thresholds, repeat=repeat,
-        started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
+        started_at=started_at, duration_s=duration_s,
         tables=touched_tables(workload, judged.statements, rec.new.readiness), redacted=redact,
         impact=workload_impact(judged.statements), noise=judged.noise, coverage=judged.coverage,
         load=(Load(rec.old.executions, rec.old.server_ms), Load(rec.new.executions, rec.new.server_ms)),

@@ -1,30 +1,19 @@
-"""Plan differences and the regression call (pure: no database).
+"""Plan differences (pure: no database).
 
 ``diff_plans(old, new)`` aligns the two plans by relation (not by position) and
 names what the planner chose differently: the scan method and index per relation,
 indexes used on one side only, the join method per set of joined relations, the
 join order, aggregate strategies and parallelism.
 
-``classify(old, new, thresholds, noise)`` decides a parameter set's status from both
-sides' runs: the plans and buffers (deterministic) say whether NEW does different work,
-the paired run times (``planguard.timing``) whether it is slower.
+The regression call itself is ``planguard.calls.classify``.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from planguard.config import Thresholds
 from planguard.plan import JOIN_NODES, Plan, PlanNode, shape_fingerprint
-from planguard.timing import Evidence, NoiseFloor, weigh
-
-STATUSES = ("regressed", "error", "slower_same_plan", "unstable", "plan_changed", "improved",
-            "unchanged", "skipped")
-# Order of severity when a statement's parameter sets disagree: the worst one speaks.
-SEVERITY = {s: i for i, s in enumerate(STATUSES)}
 
 
 @dataclass(frozen=True)
@@ -36,88 +25,6 @@ class Change:
     detail: str
     relation: str | None = None
     index: str | None = None
-
-
-@dataclass(frozen=True)
-class Run:
-    """One measured execution."""
-
-    execution_ms: float
-    planning_ms: float | None
-    shared_buffers: int
-    temp_buffers: int
-    plan: Plan
-    shared_read: int = 0  # of shared_buffers, the blocks that were not in shared buffers yet
-    # When the client sent it and had the answer (time.monotonic(), seconds): pairs overlap.
-    started: float | None = field(default=None, compare=False)
-    ended: float | None = field(default=None, compare=False)
-
-    @classmethod
-    def of(cls, plan: Plan) -> Run:
-        return cls(float(plan.execution_ms or 0.0), plan.planning_ms, plan.shared_buffers,
-                   plan.temp_buffers, plan, plan.shared_read)
-
-
-@dataclass(frozen=True)
-class Warmup:
-    """The discarded runs before the measured ones: until reads from outside shared buffers
-    stopped falling (a cold cache warming up), within a bound of runs and time."""
-
-    runs: int
-    first_read: int  # blocks the first execution read (not found in shared buffers)
-    last_read: int  # ... the last warm-up execution
-    reads_by_relation: tuple[tuple[str, int], ...] = ()  # the first execution's, largest first
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One side's result for one parameter set: medians over the measured runs."""
-
-    median_ms: float | None = None
-    shared_buffers: int | None = None  # shared hit + read, median over runs
-    temp_buffers: int | None = None  # temp read + written, median over runs
-    runs: int = 0
-    plan: Plan | None = None  # the run whose time is closest to the median
-    error: str | None = None
-    plan_fingerprints: tuple[str, ...] = ()  # distinct shapes seen across runs
-    times_ms: tuple[float, ...] = ()  # every measured run's execution time, in the order they ran
-    warmup: Warmup | None = None
-
-    @property
-    def plan_fingerprint(self) -> str | None:
-        return shape_fingerprint(self.plan) if self.plan else None
-
-    @property
-    def buffers(self) -> int:
-        """Shared plus temp buffers: what the regression call compares."""
-        return (self.shared_buffers or 0) + (self.temp_buffers or 0)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.plan is not None
-
-    @property
-    def samples(self) -> tuple[float, ...]:
-        """The run times, or the median alone when only that is known."""
-        if self.times_ms:
-            return self.times_ms
-        return () if self.median_ms is None else (self.median_ms,)
-
-
-def summarize(runs: Sequence[Run], warmup: Warmup | None = None) -> Measurement:
-    """One side's Measurement from its runs: medians, the run closest to the median time,
-    the shapes seen, every run's time in order."""
-    times = tuple(r.execution_ms for r in runs)
-    median_ms = statistics.median(times)
-    typical = min(runs, key=lambda r: abs(r.execution_ms - median_ms))
-    return Measurement(
-        median_ms=median_ms,
-        shared_buffers=int(statistics.median(r.shared_buffers for r in runs)),
-        temp_buffers=int(statistics.median(r.temp_buffers for r in runs)),
-        runs=len(runs), plan=typical.plan,
-        plan_fingerprints=tuple(sorted({shape_fingerprint(r.plan) for r in runs})),
-        times_ms=times, warmup=warmup,
-    )
 
 
 def _scans(plan: Plan) -> dict[str, list[tuple[str, str | None]]]:
@@ -316,71 +223,3 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
     return tuple(changes)
 
 
-def _worse(new: float, old: float, ratio: float, floor: float) -> bool:
-    return new >= old * ratio and new - old >= floor
-
-
-@dataclass(frozen=True)
-class Call:
-    """A regression call: the status, the one-line reason, and the evidence behind it."""
-
-    status: str
-    reason: str
-    evidence: Evidence | None = None
-    # Both sides ran: True when the plan shape and the buffers (within buffers_ratio and
-    # min_buffers_delta) are the same, so a time difference cannot come from the planner.
-    same_work: bool | None = None
-
-
-def same_shapes(old: Measurement, new: Measurement) -> bool:
-    """One plan shape on each side, and the same one, across all runs."""
-    shapes = set(old.plan_fingerprints or (old.plan_fingerprint,)) | set(
-        new.plan_fingerprints or (new.plan_fingerprint,))
-    return len(shapes) == 1
-
-
-def classify(old: Measurement, new: Measurement, t: Thresholds, noise: NoiseFloor | None = None,
-             paired: bool = True) -> Call:
-    """Status of one parameter set from both sides' runs.
-
-    - ``regressed``: NEW is slower (``planguard.timing.weigh``: beyond ``time_ratio``,
-      ``min_time_delta_ms`` and the noise floor, and confirmed by the runs) and does other
-      work: another plan, or ``buffers_ratio`` times and ``min_buffers_delta`` more buffers;
-    - ``slower_same_plan``: NEW is slower with the same plan and buffers: nothing the planner
-      chose explains it (CPU, executor, JIT, a function, a cold cache);
-    - ``unstable``: a difference beyond the thresholds that the runs do not confirm, or that
-      is within the measured noise: measured again, never called a regression;
-    - ``improved``: the mirror image of a slowdown; ``plan_changed``: another plan that is
-      not slower, even when it reads more buffers (a plan may trade buffers for CPU);
-    - ``unchanged``: the same plan, not slower.
-
-    ``paired``: the runs of both sides were taken in pairs (the default for OLD against
-    NEW); False for comparisons of series taken apart (a custom plan against a generic one).
-    """
-    if not new.ok and not old.ok:
-        return Call("error", f"fails on both clusters: {new.error}")
-    if not new.ok:
-        return Call("error", f"fails on NEW only: {new.error}")
-    if not old.ok:
-        return Call("error", f"fails on OLD only: {old.error}")
-    assert old.median_ms is not None and new.median_ms is not None
-    ob, nb = old.buffers, new.buffers
-    more = _worse(nb, ob, t.buffers_ratio, t.min_buffers_delta)
-    fewer = _worse(ob, nb, t.buffers_ratio, t.min_buffers_delta)
-    same_plan = same_shapes(old, new)
-    same_work = same_plan and not more and not fewer
-    ev = weigh(old.samples, new.samples, time_ratio=t.time_ratio, min_delta_ms=t.min_time_delta_ms,
-               alpha=t.alpha, noise=noise.factor(old.median_ms) if noise else 1.0, paired=paired)
-    work = ("same plan, same buffers" if same_work else
-            ("same plan" if same_plan else "different plan")
-            + (f", buffers {ob} → {nb} ({nb / max(ob, 1):.1f}×)" if more or fewer else ""))
-    reason = f"{ev.text()}; {work}"
-    if ev.direction == "slower" and ev.confirmed:
-        return Call("slower_same_plan" if same_work else "regressed", reason, ev, same_work)
-    if ev.uncertain and (ev.direction == "slower" or ev.ratio > 1):
-        return Call("unstable", reason, ev, same_work)
-    if ev.direction == "faster" and ev.confirmed:
-        return Call("improved", reason, ev, same_work)
-    if not same_plan:
-        return Call("plan_changed", reason + ("; not slower" if more else ""), ev, same_work)
-    return Call("unchanged", reason, ev, same_work)

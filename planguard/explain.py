@@ -13,15 +13,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import errors, sql
 
 from planguard.db import MARK
-from planguard.diff import Run
 from planguard.errors import ConnectionFailed
+from planguard.measure import Digest, Run
 from planguard.params import ParseFailure, analyze
 from planguard.plan import Plan, PlanFormatError, parse_plan
 
@@ -197,15 +196,6 @@ def plan_only(conn: psycopg.Connection, query: str, nparams: int, server_version
 
 
 # -- result check --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Digest:
-    """A statement's result, summarised on the server: no row leaves the cluster."""
-
-    rows: int
-    ordered: str  # md5 of the rows in the order the statement returned them
-    unordered: str  # md5 of the rows sorted
 
 
 def result_digest(conn: psycopg.Connection, query: str, values: tuple[str | None, ...]) -> Digest:

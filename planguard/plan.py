@@ -200,6 +200,27 @@ def parse_plan(explain: Any) -> Plan:
     )
 
 
+def _node_json(node: PlanNode) -> dict[str, Any]:
+    out = dict(node.raw)
+    if node.children:
+        out["Plans"] = [_node_json(c) for c in node.children]
+    return out
+
+
+def plan_json(plan: Plan) -> list[dict[str, Any]]:
+    """The plan as EXPLAIN (FORMAT JSON) gave it: ``parse_plan(plan_json(p)) == p``."""
+    top: dict[str, Any] = {"Plan": _node_json(plan.root)}
+    if plan.planning_ms is not None:
+        top["Planning Time"] = plan.planning_ms
+    if plan.triggers:
+        top["Triggers"] = [dict(t) for t in plan.triggers]
+    if plan.jit is not None:
+        top["JIT"] = dict(plan.jit)
+    if plan.execution_ms is not None:
+        top["Execution Time"] = plan.execution_ms
+    return [top]
+
+
 def _shape(node: PlanNode) -> list[Any]:
     return [
         node.node_type, node.parallel_aware, node.join_type, node.strategy,

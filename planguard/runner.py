@@ -10,7 +10,7 @@ the two clusters always work on the same thing at the same time:
    (a freshly restored NEW is cold), bounded by ``WARMUP_MAX_RUNS`` and ``WARMUP_BUDGET_MS``;
 3. then the measured runs, as **pairs**: run *i* starts on both clusters at once (which
    side is handed its step first alternates), so background load lands on both sides of a
-   pair.  When the pairs do not settle the call (``planguard.diff.classify`` says
+   pair.  When the pairs do not settle the call (``planguard.calls.classify`` says
    ``unstable``), more pairs follow at once, up to ``max_runs``;
 4. the forced generic plan the same way, then what the plan cache would choose by itself,
    and with ``check_results`` the result digests;
@@ -27,18 +27,17 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
 
 from planguard import db
-from planguard.checks.readiness import ClusterSnapshot, gather_all
+from planguard.calls import Call, classify
+from planguard.checks.readiness import gather_all
 from planguard.config import Thresholds
-from planguard.diff import Call, Run, Warmup, classify, summarize
 from planguard.explain import (
-    Digest,
     GenericPlan,
     QueryFailed,
     auto_chooses_generic,
@@ -47,56 +46,28 @@ from planguard.explain import (
     plan_only,
     result_digest,
 )
+from planguard.measure import Run, Warmup, summarize
 from planguard.params import ParseFailure, analyze, render, result_shape
-from planguard.plan import Plan, reads_by_relation
+from planguard.plan import reads_by_relation
+from planguard.recording import (
+    CONFIRM,
+    CUSTOM,
+    GENERIC,
+    Key,
+    Recording,
+    ServerInfo,
+    SideRecord,
+    param_sets_of,
+)
 from planguard.sampling import type_default
 from planguard.timing import NoiseFloor, noise_floor
-from planguard.workload import ParamSet, Statement, Workload
+from planguard.workload import Statement, Workload
 
 Progress = Callable[[str], None]
-CUSTOM, GENERIC, CONFIRM = "custom", "generic", "confirm"
-Key = tuple[str, str, str]  # (statement key, parameter set label, CUSTOM | GENERIC | CONFIRM)
 
 WARMUP_MAX_RUNS = 5
 WARMUP_BUDGET_MS = 5_000.0
 WARM_ENOUGH = 0.9  # reads that fell by less than 10 % since the previous run: as warm as it gets
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    label: str
-    version: str
-    version_num: int
-    dsn: str  # redacted
-
-    @property
-    def major(self) -> int:
-        return self.version_num // 10000
-
-
-@dataclass
-class SideRecord:
-    """Everything one cluster was asked and answered during a comparison."""
-
-    info: ServerInfo | None = None
-    runs: dict[Key, list[Run]] = field(default_factory=dict)
-    errors: dict[Key, str] = field(default_factory=dict)
-    warmups: dict[Key, Warmup] = field(default_factory=dict)
-    auto_generic: dict[str, bool | None] = field(default_factory=dict)  # by statement key
-    plan_only: dict[str, Plan | str] = field(default_factory=dict)
-    readiness: dict[str, ClusterSnapshot] = field(default_factory=dict)  # by database
-    digests: dict[tuple[str, str], Digest | str] = field(default_factory=dict)
-    executions: int = 0  # EXPLAIN ANALYZE executions of workload statements, warm-ups included
-    server_ms: float = 0.0  # their planning plus execution time
-
-
-def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
-    """The sets to run; a statement without parameters runs once with none."""
-    if stmt.param_sets:
-        return stmt.param_sets
-    if not stmt.bindings:
-        return (ParamSet("no parameters", ()),)
-    return ()
 
 
 def mask_quoted(message: str) -> str:
@@ -253,14 +224,6 @@ class _Worker:
             self.submit(self.close).result()
         finally:
             self._pool.shutdown(wait=True)
-
-
-@dataclass(frozen=True)
-class Recording:
-    """What both clusters answered."""
-
-    old: SideRecord
-    new: SideRecord
 
 
 class _Coordinator:

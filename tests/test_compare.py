@@ -9,10 +9,10 @@ import psycopg
 import pytest
 
 from planguard import db
+from planguard.calls import classify
 from planguard.capture import capture
 from planguard.compare import compare
 from planguard.config import Thresholds
-from planguard.diff import classify
 from planguard.params import analyze, resolve
 from planguard.workload import ParamSet, Source, Statement, Workload
 from tests.conftest import Pair

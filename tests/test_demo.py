@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from planguard.calls import STATUSES
 from planguard.demo import load_old, restore_new
-from planguard.diff import STATUSES
 from tests.conftest import Pair
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]

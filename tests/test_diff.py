@@ -6,8 +6,10 @@ import statistics
 
 import pytest
 
+from planguard.calls import classify
 from planguard.config import Thresholds
-from planguard.diff import Measurement, classify, diff_plans
+from planguard.diff import diff_plans
+from planguard.measure import Measurement
 from planguard.plan import parse_plan
 from planguard.timing import noise_floor
 from tests.conftest import fixture_names, plan_fixture
@@ -173,13 +175,13 @@ def test_thresholds_are_respected() -> None:
 
 
 def _side_with(runs: dict, auto: dict, version: int = 180000):  # type: ignore[no-untyped-def]
-    from planguard.runner import ServerInfo, SideRecord
+    from planguard.recording import ServerInfo, SideRecord
     return SideRecord(info=ServerInfo("x", "18", version, ""), runs=runs, auto_generic=auto)
 
 
 def _generic_case():  # type: ignore[no-untyped-def]
     """The demo's good and bad plans, a maker of 5 runs, and a one-statement workload."""
-    from planguard.diff import Run
+    from planguard.measure import Run
     from planguard.workload import ParamSet, Source, Statement, Workload
 
     def runs(plan, ms: float, bufs: int) -> list:  # type: ignore[no-untyped-def]
@@ -268,8 +270,8 @@ def test_impact_decides_between_blocker_and_warning() -> None:
 
 
 def test_workload_impact_is_littles_law() -> None:
+    from planguard.calls import Call
     from planguard.compare import ParamSetResult, StatementResult, workload_impact
-    from planguard.diff import Call
     from planguard.workload import Statement
 
     def result(rate: float | None, old_ms: float, new_ms: float) -> StatementResult:
@@ -285,7 +287,7 @@ def test_workload_impact_is_littles_law() -> None:
 
 def test_only_unsettled_calls_get_more_pairs() -> None:
     """More pairs only for an unstable call, ``repeat`` at a time, never beyond max_runs."""
-    from planguard.diff import Call
+    from planguard.calls import Call
     from planguard.runner import more_pairs
 
     unstable, settled = Call("unstable", ""), Call("regressed", "")
@@ -307,7 +309,7 @@ def test_only_unsettled_calls_get_more_pairs() -> None:
 ])
 def test_result_check_outcomes(old: tuple, new: tuple, ordered: bool, deterministic: bool, outcome: str) -> None:
     from planguard.compare import ResultCheck
-    from planguard.explain import Digest
+    from planguard.measure import Digest
 
     assert ResultCheck(Digest(*old), Digest(*new), ordered, deterministic).outcome == outcome
     assert ResultCheck("permission denied", Digest(*new), ordered, deterministic).outcome == "not_compared"

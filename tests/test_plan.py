@@ -160,3 +160,14 @@ def test_self_join_scans_are_told_apart_by_alias() -> None:
 
     scans = _scans(parse_plan(plan_fixture("pg18_self_join")))
     assert {"public.accounts AS a", "public.accounts AS b"} <= set(scans)
+
+
+def test_plans_round_trip_through_their_json() -> None:
+    """A plan written back as EXPLAIN JSON reads as the same plan: recordings replay exactly."""
+    from planguard.plan import plan_json
+
+    for name in fixture_names():
+        plan = parse_plan(plan_fixture(name))
+        again = parse_plan(plan_json(plan))
+        assert again == plan and [n.raw for n in again.nodes()] == [n.raw for n in plan.nodes()], name
+        assert render_text(again) == render_text(plan)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pglast.parser import normalize
 
+from planguard.calls import STATUSES, Call
 from planguard.checks import Finding
 from planguard.checks.readiness import ClusterSnapshot
 from planguard.compare import (
@@ -27,8 +28,8 @@ from planguard.compare import (
     impact_of,
 )
 from planguard.config import Thresholds
-from planguard.diff import STATUSES, Call, Change, Measurement
-from planguard.explain import Digest
+from planguard.diff import Change
+from planguard.measure import Digest, Measurement
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
 from planguard.timing import CLASS_NAMES, NoiseFloor
 from planguard.verdict import Verdict, sort_findings

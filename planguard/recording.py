@@ -1,0 +1,135 @@
+"""What both clusters answered during a comparison, and its file form (pure: no database).
+
+``planguard.runner`` fills one ``SideRecord`` per cluster; ``planguard.judge`` decides from
+them alone.  A ``Recording`` saved with ``save`` and read with ``load`` is judged again
+without touching a server: the golden tests replay real recordings this way, and a
+reviewer can keep the raw evidence of a comparison (``compare --save-recording``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planguard.checks.readiness import ClusterSnapshot
+from planguard.errors import WorkloadError
+from planguard.measure import Digest, Run, Warmup
+from planguard.plan import Plan, parse_plan, plan_json
+from planguard.workload import ParamSet, Statement
+
+CUSTOM, GENERIC, CONFIRM = "custom", "generic", "confirm"
+Key = tuple[str, str, str]  # (statement key, parameter set label, CUSTOM | GENERIC | CONFIRM)
+RECORDING_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    label: str
+    version: str
+    version_num: int
+    dsn: str  # redacted
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+
+@dataclass
+class SideRecord:
+    """Everything one cluster was asked and answered during a comparison."""
+
+    info: ServerInfo | None = None
+    runs: dict[Key, list[Run]] = field(default_factory=dict)
+    errors: dict[Key, str] = field(default_factory=dict)
+    warmups: dict[Key, Warmup] = field(default_factory=dict)
+    auto_generic: dict[str, bool | None] = field(default_factory=dict)  # by statement key
+    plan_only: dict[str, Plan | str] = field(default_factory=dict)
+    readiness: dict[str, ClusterSnapshot] = field(default_factory=dict)  # by database
+    digests: dict[tuple[str, str], Digest | str] = field(default_factory=dict)
+    executions: int = 0  # EXPLAIN ANALYZE executions of workload statements, warm-ups included
+    server_ms: float = 0.0  # their planning plus execution time
+
+    def to_dict(self) -> dict[str, Any]:
+        def key(k: tuple[str, ...]) -> str:
+            return "\x1f".join(k)
+
+        return {
+            "info": None if self.info is None else vars(self.info),
+            "runs": {key(k): [_run(r) for r in runs] for k, runs in self.runs.items()},
+            "errors": {key(k): v for k, v in self.errors.items()},
+            "warmups": {key(k): {"runs": w.runs, "first_read": w.first_read, "last_read": w.last_read,
+                                 "reads_by_relation": [list(x) for x in w.reads_by_relation]}
+                        for k, w in self.warmups.items()},
+            "auto_generic": dict(self.auto_generic),
+            "plan_only": {k: v if isinstance(v, str) else {"plan": plan_json(v)}
+                          for k, v in self.plan_only.items()},
+            "readiness": {k: v.to_dict() for k, v in self.readiness.items()},
+            "digests": {key(k): v if isinstance(v, str) else vars(v) for k, v in self.digests.items()},
+            "executions": self.executions,
+            "server_ms": self.server_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SideRecord:
+        def key(k: str) -> Any:
+            return tuple(k.split("\x1f"))
+
+        return cls(
+            info=None if d["info"] is None else ServerInfo(**d["info"]),
+            runs={key(k): [_unrun(r) for r in runs] for k, runs in d["runs"].items()},
+            errors={key(k): v for k, v in d["errors"].items()},
+            warmups={key(k): Warmup(w["runs"], w["first_read"], w["last_read"],
+                                    tuple((str(a), int(b)) for a, b in w["reads_by_relation"]))
+                     for k, w in d["warmups"].items()},
+            auto_generic=dict(d["auto_generic"]),
+            plan_only={k: v if isinstance(v, str) else parse_plan(v["plan"])
+                       for k, v in d["plan_only"].items()},
+            readiness={k: ClusterSnapshot.from_dict(v) for k, v in d["readiness"].items()},
+            digests={key(k): v if isinstance(v, str) else Digest(**v) for k, v in d["digests"].items()},
+            executions=int(d["executions"]),
+            server_ms=float(d["server_ms"]),
+        )
+
+
+def _run(r: Run) -> dict[str, Any]:
+    return {"execution_ms": r.execution_ms, "planning_ms": r.planning_ms, "shared_buffers": r.shared_buffers,
+            "temp_buffers": r.temp_buffers, "shared_read": r.shared_read, "plan": plan_json(r.plan)}
+
+
+def _unrun(d: dict[str, Any]) -> Run:
+    return Run(d["execution_ms"], d["planning_ms"], d["shared_buffers"], d["temp_buffers"],
+               parse_plan(d["plan"]), d["shared_read"])
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What both clusters answered."""
+
+    old: SideRecord
+    new: SideRecord
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"format": RECORDING_FORMAT, "old": self.old.to_dict(),
+                                    "new": self.new.to_dict()}, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Recording:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise WorkloadError(f"cannot read recording {path}: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != RECORDING_FORMAT:
+            raise WorkloadError(f"{path} is not a planguard recording of format {RECORDING_FORMAT}")
+        return cls(SideRecord.from_dict(data["old"]), SideRecord.from_dict(data["new"]))
+
+
+def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
+    """The sets to run; a statement without parameters runs once with none."""
+    if stmt.param_sets:
+        return stmt.param_sets
+    if not stmt.bindings:
+        return (ParamSet("no parameters", ()),)
+    return ()

@@ -1,0 +1,42 @@
+"""Recorded real comparisons judged again, without a server: the same report, byte for byte.
+
+tests/fixtures/record_recordings.py (``make fixtures``) recorded what both clusters answered
+for the demo's postmortem, as restored and after ANALYZE, and the report judged from it.
+The judgement is pure, so judging the recording again must give exactly that report; a
+change that alters it is a change in behaviour, to be recorded again on purpose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from planguard.compare import comparison_of
+from planguard.config import Thresholds
+from planguard.recording import Recording
+from planguard.report import to_dict
+from planguard.workload import load
+from tests.fixtures.record_recordings import OUT, dump
+
+NAMES = sorted(p.name.removesuffix(".recording.json") for p in OUT.glob("*.recording.json"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_recorded_comparison_is_judged_the_same(name: str) -> None:
+    recording = Recording.load(OUT / f"{name}.recording.json")
+    workload = load(OUT / f"{name}.workload.json")
+    result = comparison_of(workload, recording, Thresholds(), repeat=5, redact=False,
+                           started_at="recorded", duration_s=0.0)
+    expected = (OUT / f"{name}.report.json").read_text()
+    assert dump(to_dict(result)) == expected
+
+
+def test_the_recordings_are_there() -> None:
+    assert NAMES == ["demo_after_analyze", "demo_as_restored"], "run make fixtures"
+
+
+def test_a_recording_round_trips(tmp_path: Path) -> None:
+    recording = Recording.load(OUT / "demo_as_restored.recording.json")
+    recording.save(tmp_path / "again.json")
+    assert Recording.load(tmp_path / "again.json") == recording
