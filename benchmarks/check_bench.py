@@ -17,8 +17,9 @@ from typing import Any
 
 import psycopg
 
-from planguard.checks import environment, indexes, sequences, settings, statistics
-from planguard.checks.readiness import evaluate_all, gather_all, run_check
+from planguard.catalog import environment, indexes, sequences, settings, statistics
+from planguard.catalog.readiness import gather_all, run_check
+from planguard.checks.readiness import evaluate_all
 from planguard.clusters import Cluster, cluster_pair
 from planguard.config import Thresholds
 

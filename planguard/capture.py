@@ -22,7 +22,7 @@ import psycopg
 from psycopg import errors, sql
 
 from planguard import db, sampling
-from planguard.checks.readiness import gather_all
+from planguard.catalog.readiness import gather_all
 from planguard.errors import CaptureError, InsufficientPrivilege
 from planguard.logparse import LogEntry, read_log
 from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve

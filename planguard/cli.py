@@ -224,7 +224,7 @@ def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
     import time
     from datetime import datetime, timezone
 
-    from planguard.checks.readiness import run_check
+    from planguard.catalog.readiness import run_check
     from planguard.config import load_thresholds
     from planguard.report import check_to_dict, write_reports
     from planguard.verdict import decide

@@ -35,7 +35,7 @@ import psycopg
 
 from planguard import db
 from planguard.calls import Call, classify
-from planguard.checks.readiness import gather_all
+from planguard.catalog.readiness import gather_all
 from planguard.config import Thresholds
 from planguard.explain import (
     GenericPlan,

@@ -1,10 +1,10 @@
 """Findings: what a check or a comparison found, how bad it is and what fixes it.
 
 Kinds are stable snake_case names that reports, the JSON contract and CI gates
-rely on.  Each check module has ``gather`` (I/O, returns a snapshot) and
-``evaluate`` (pure, returns findings).  The helpers below build the SQL text of
-remediations without a server (names in snapshots are already quoted by the
-server's ``format('%I.%I')``; values are quoted here).
+rely on.  Each check module has ``evaluate`` (pure, returns findings); its
+``gather`` (I/O, returns a snapshot) is in :mod:`planguard.catalog`.  The helpers
+below build the SQL text of remediations without a server (names in snapshots are
+already quoted by the server's ``format('%I.%I')``; values are quoted here).
 """
 
 from __future__ import annotations

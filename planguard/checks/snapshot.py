@@ -1,8 +1,8 @@
 """Catalog snapshots to and from plain JSON data (pure).
 
-Every check family's ``gather`` returns a frozen dataclass built only from
-``str``, ``int``, ``float``, ``bool``, ``None``, tuples and other such
-dataclasses, so ``dataclasses.asdict`` turns it into JSON and :func:`from_dict`
+Every check family's ``gather`` (in :mod:`planguard.catalog`) returns a frozen
+dataclass built only from ``str``, ``int``, ``float``, ``bool``, ``None``, tuples and
+other such dataclasses, so ``dataclasses.asdict`` turns it into JSON and :func:`from_dict`
 builds it back.  That is what lets ``evaluate`` be tested on snapshots recorded
 from real clusters (``tests/fixtures/snapshots``) without a server.
 """
