@@ -14,10 +14,11 @@ from pathlib import Path
 
 from planguard import db, runner
 from planguard.calls import SEVERITY, Call, classify, same_shapes
-from planguard.checks import Finding, freshness, human_size, listing, sql_literal
+from planguard.checks import freshness
 from planguard.checks.readiness import ClusterSnapshot, evaluate_all, merge_findings
 from planguard.config import Thresholds
 from planguard.diff import Change, diff_plans, runtime_changes
+from planguard.findings import Finding, human_size, listing, sql_literal
 from planguard.measure import Digest, Measurement, summarize
 from planguard.params import result_shape
 from planguard.plan import Plan, indexes_used, relations

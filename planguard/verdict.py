@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from planguard.checks import SEVERITIES, Finding
+from planguard.findings import SEVERITIES, Finding
 
 GO, NO_GO = "GO", "NO-GO"
 # Kinds that explain an outage come before their symptoms.

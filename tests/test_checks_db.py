@@ -13,11 +13,11 @@ import pytest
 from psycopg import sql
 
 from planguard.catalog.readiness import gather_all, run_check
-from planguard.checks import Finding
 from planguard.checks.readiness import evaluate_all
 from planguard.clusters import Cluster, cluster_pair
 from planguard.config import Thresholds
 from planguard.db import SessionLimits
+from planguard.findings import Finding
 from tests.conftest import Pair
 from tests.fixtures.readiness_scenarios import (
     SCENARIOS,

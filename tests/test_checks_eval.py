@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from planguard.checks import Finding, indexes, sequences, settings, statistics
+from planguard.checks import indexes, sequences, settings, statistics
 from planguard.checks.readiness import (
     ClusterSnapshot,
     FamilyError,
@@ -25,6 +25,7 @@ from planguard.checks.readiness import (
 )
 from planguard.config import Thresholds
 from planguard.errors import SnapshotError
+from planguard.findings import Finding
 from tests.fixtures.readiness_scenarios import SCENARIOS, Scenario
 
 SNAPSHOTS = Path(__file__).parent / "fixtures" / "snapshots"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from planguard.checks import Finding
 from planguard.checks.freshness import TableStats, evaluate
 from planguard.config import Thresholds, load_thresholds
 from planguard.errors import ConfigError, WorkloadError
+from planguard.findings import Finding
 from planguard.verdict import decide
 from planguard.workload import (
     Binding,

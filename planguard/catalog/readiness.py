@@ -17,10 +17,10 @@ import psycopg
 
 from planguard import db
 from planguard.catalog import environment, indexes, sequences, settings, statistics
-from planguard.checks import Finding
 from planguard.checks.readiness import ClusterSnapshot, FamilyError, evaluate_all
 from planguard.checks.sequences import DEFAULT_MAX_SCAN_BYTES
 from planguard.config import Thresholds
+from planguard.findings import Finding
 
 
 def _reason(exc: BaseException) -> str:

@@ -13,9 +13,9 @@ import psycopg
 from psycopg import sql
 
 from planguard.catalog.freshness import USER_RELATION
-from planguard.checks import human_size
 from planguard.checks.sequences import DEFAULT_MAX_SCAN_BYTES, SequenceInfo, SequenceSnapshot, ServedColumn
 from planguard.db import MARK
+from planguard.findings import human_size
 
 _CHUNK = 100  # sequences or columns read per statement
 

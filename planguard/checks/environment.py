@@ -30,8 +30,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from planguard.checks import Finding, listing, quoted_ident, sql_literal
 from planguard.config import Thresholds
+from planguard.findings import Finding, listing, quoted_ident, sql_literal
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from planguard.checks import Finding, human_size
 from planguard.config import Thresholds
+from planguard.findings import Finding, human_size
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from planguard.checks import Finding, human_size, quoted_ident
 from planguard.config import Thresholds
+from planguard.findings import Finding, human_size, quoted_ident
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from planguard.checks import SEVERITIES, Finding, environment, indexes, sequences, settings, statistics
+from planguard.checks import environment, indexes, sequences, settings, statistics
 from planguard.checks.snapshot import from_dict
 from planguard.config import Thresholds
 from planguard.errors import SnapshotError
+from planguard.findings import SEVERITIES, Finding
 
 SNAPSHOT_FORMAT = 1
 FAMILIES = ("statistics", "indexes", "sequences", "settings", "environment")

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planguard.checks import Finding, listing, sql_literal
 from planguard.config import Thresholds
+from planguard.findings import Finding, listing, sql_literal
 
 DEFAULT_MAX_SCAN_BYTES = 128 << 20  # read max(column) without an index only below this size
 

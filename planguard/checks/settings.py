@@ -31,8 +31,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from planguard.checks import Finding, sql_literal
 from planguard.config import Thresholds
+from planguard.findings import Finding, sql_literal
 
 # Beyond the "Query Tuning" categories (enable_*, *_cost, jit*, collapse limits,
 # default_statistics_target, plan_cache_mode, geqo*, ...): settings the planner reads

@@ -42,9 +42,10 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from planguard.checks import Finding, freshness, listing
+from planguard.checks import freshness
 from planguard.checks.freshness import TableStats
 from planguard.config import Thresholds
+from planguard.findings import Finding, listing
 
 _MIN_ROW_DELTA = 1000  # stale_stats: row estimates closer than this never count
 _MIN_DISTINCT_DELTA = 100  # stats_coverage: distinct-value estimates closer than this never count

@@ -13,7 +13,6 @@ from typing import Any
 from pglast.parser import normalize
 
 from planguard.calls import STATUSES, Call
-from planguard.checks import Finding
 from planguard.checks.readiness import ClusterSnapshot
 from planguard.compare import (
     Comparison,
@@ -29,6 +28,7 @@ from planguard.compare import (
 )
 from planguard.config import Thresholds
 from planguard.diff import Change
+from planguard.findings import Finding
 from planguard.measure import Digest, Measurement
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
 from planguard.timing import CLASS_NAMES, NoiseFloor
