@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SEVERITIES = ("blocker", "warning", "info")
-SUBJECTS = ("table", "index", "sequence", "setting", "statement", "database", "extension", "collation",
-            "check", "cluster", "workload")
+SUBJECTS = ("table", "statistics", "index", "sequence", "setting", "statement", "database", "extension",
+            "collation", "check", "cluster", "workload")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,15 @@ import re
 from dataclasses import dataclass
 
 from planguard.config import Thresholds
-from planguard.findings import Finding, listing, quoted_ident, sql_literal
+from planguard.findings import (
+    COLLATION_VERSION,
+    EXTENSION_DIFF,
+    Finding,
+    Subject,
+    listing,
+    quoted_ident,
+    sql_literal,
+)
 
 
 @dataclass(frozen=True)
@@ -79,33 +87,37 @@ def _extensions(old: EnvironmentSnapshot, new: EnvironmentSnapshot) -> list[Find
                    f"-- {name} is not available on NEW's server: install its package there, then\n"
                    f"CREATE EXTENSION {quoted};")
             out.append(Finding(
-                "extension_diff", "blocker", name,
+                EXTENSION_DIFF, "blocker", name,
                 f"extension {name} {o.version} is installed on OLD but not on NEW: every function, type, "
                 "operator and index that comes from it is missing there.",
                 fix,
+                subject=Subject("extension", name),
             ))
             continue
         if n.version == o.version:
             continue
         if version_key(n.version) < version_key(o.version):
             out.append(Finding(
-                "extension_diff", "warning", name,
+                EXTENSION_DIFF, "warning", name,
                 f"extension {name} is {o.version} on OLD but older, {n.version}, on NEW: functions or "
                 "behaviour the application relies on may be missing.",
                 f"ALTER EXTENSION {quoted} UPDATE TO {sql_literal(o.version)};",
+                subject=Subject("extension", name),
             ))
         elif not (o.version == o.default_version and n.version == n.default_version):
             out.append(Finding(
-                "extension_diff", "info", name,
+                EXTENSION_DIFF, "info", name,
                 f"extension {name} is {o.version} on OLD and {n.version} on NEW: check its release notes "
                 "for changed behaviour.",
                 "-- no action needed if the application works with the newer version",
+                subject=Subject("extension", name),
             ))
     for name in sorted(set(n_map) - set(o_map)):
         out.append(Finding(
-            "extension_diff", "info", name,
+            EXTENSION_DIFF, "info", name,
             f"extension {name} {n_map[name].version} is installed on NEW only.",
             "-- no action needed if it was added on purpose",
+            subject=Subject("extension", name),
         ))
     return out
 
@@ -126,31 +138,34 @@ def _collation_fix(label: str, c: Collation, refresh: str) -> str:
 
 def _collations(old: EnvironmentSnapshot, new: EnvironmentSnapshot) -> list[Finding]:
     out: list[Finding] = []
-    checks: list[tuple[str, Collation, Collation | None, str]] = [
-        (f"database {new.database}", new.database_collation, old.database_collation,
-               f"ALTER DATABASE {new.database} REFRESH COLLATION VERSION;")]
+    checks: list[tuple[str, Subject, Collation, Collation | None, str]] = [
+        (f"database {new.database}", Subject("database", new.database), new.database_collation,
+         old.database_collation, f"ALTER DATABASE {new.database} REFRESH COLLATION VERSION;")]
     o_map = {c.name: c for c in old.collations}
-    checks += [(c.name, c, o_map.get(c.name), f"ALTER COLLATION {c.name} REFRESH VERSION;")
+    checks += [(c.name, Subject("collation", c.name), c, o_map.get(c.name),
+                f"ALTER COLLATION {c.name} REFRESH VERSION;")
                for c in new.collations]
-    for obj, c, o, refresh in checks:
+    for obj, subject, c, o, refresh in checks:
         label = "the database's default collation" if c.name == "default" else f"collation {c.name}"
         if c.recorded is not None and c.recorded != c.actual:
             actual = c.actual if c.actual is not None else "none"
             used = (f"{c.index_count} btree index(es) sort by it ({listing(list(c.indexes), 5)})"
                     if c.index_count else "no index sorts by it")
             out.append(Finding(
-                "collation_version", "blocker" if c.index_count else "warning", obj,
+                COLLATION_VERSION, "blocker" if c.index_count else "warning", obj,
                 f"{label} on NEW was recorded at version {c.recorded} but the library now reports "
                 f"{actual}: {used}, and an index built under other sort rules returns wrong results "
                 "and misses unique violations (typical after copying a data directory to another OS).",
                 _collation_fix(label, c, refresh),
+                subject=subject,
             ))
         elif o is not None and o.actual and c.actual and o.actual != c.actual and o.provider == c.provider:
             out.append(Finding(
-                "collation_version", "info", obj,
+                COLLATION_VERSION, "info", obj,
                 f"{label} is version {o.actual} on OLD and {c.actual} on NEW: ORDER BY and comparisons "
                 "on text may give different results (NEW's indexes were built with NEW's version).",
                 "-- no action needed if NEW was loaded logically (dump/restore or replication)",
+                subject=subject,
             ))
     return out
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from planguard.config import Thresholds
-from planguard.findings import Finding, human_size
+from planguard.findings import NEVER_ANALYZED, STALE_STATS, Finding, Subject, human_size
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,13 @@ def is_never_analyzed(t: TableStats, server_version_num: int) -> bool:
 
 
 def evaluate(stats: Iterable[TableStats], thresholds: Thresholds, server_version_num: int,
-             old_rows: Mapping[str, float] | None = None) -> list[Finding]:
-    """Findings for tables on NEW, biggest first. ``old_rows``: reltuples on OLD by name."""
+             old_rows: Mapping[str, float] | None = None, *, database: str | None = None) -> list[Finding]:
+    """Findings for tables on NEW, biggest first. ``old_rows``: reltuples on OLD by name;
+    ``database``: the database the tables are in, for the findings' subjects."""
     old_rows = old_rows or {}
     findings: list[Finding] = []
     for t in sorted(stats, key=lambda s: -s.size_bytes):
+        subject = Subject("table", t.name, database=database)
         rows = old_rows.get(t.name, t.reltuples)
         rows_text = f"{rows:,.0f} rows on OLD, " if rows and rows > 0 else ""
         if is_never_analyzed(t, server_version_num):
@@ -63,20 +65,22 @@ def evaluate(stats: Iterable[TableStats], thresholds: Thresholds, server_version
             if t.relkind == "p":
                 how += "; autovacuum never analyzes partitioned tables, only their partitions"
             findings.append(Finding(
-                "never_analyzed", "blocker", t.name,
+                NEVER_ANALYZED, "blocker", t.name,
                 f"{t.name} ({rows_text}{human_size(t.size_bytes)}) has never been analyzed on NEW: {how}. "
                 "Without statistics the planner guesses selectivities and can choose plans and "
                 "indexes production never used.",
                 f"ANALYZE {t.name};",
+                subject=subject,
             ))
             continue
         mod = t.n_mod_since_analyze or 0
         base = max(t.reltuples, 0.0)
         if t.columns_with_stats and mod > thresholds.stale_mod_fraction * base + 50:
             findings.append(Finding(
-                "stale_stats", "warning", t.name,
+                STALE_STATS, "warning", t.name,
                 f"{t.name}: {mod:,} rows modified since its last ANALYZE "
                 f"({mod / max(base, 1):.0%} of {base:,.0f}); estimates may be off.",
                 f"ANALYZE {t.name};",
+                subject=subject,
             ))
     return findings

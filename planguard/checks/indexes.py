@@ -44,7 +44,18 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from planguard.config import Thresholds
-from planguard.findings import Finding, human_size, quoted_ident
+from planguard.findings import (
+    DUPLICATE_INDEX,
+    EXTRA_INDEX,
+    HARMFUL_INDEX,
+    INVALID_INDEX,
+    MISSING_INDEX,
+    UNUSED_INDEX,
+    Finding,
+    Subject,
+    human_size,
+    quoted_ident,
+)
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,7 @@ def _live(ix: IndexInfo) -> bool:
     return ix.valid and ix.ready
 
 
-def _missing_extra(old: IndexSnapshot, new: IndexSnapshot) -> list[Finding]:
+def _missing_extra(old: IndexSnapshot, new: IndexSnapshot, database: str | None) -> list[Finding]:
     out: list[Finding] = []
     new_keys: dict[tuple[str, str], list[IndexInfo]] = {}
     for ix in new.indexes:
@@ -146,25 +157,27 @@ def _missing_extra(old: IndexSnapshot, new: IndexSnapshot) -> list[Finding]:
                f"OLD used it ({_usage(ix)}): the queries it served scan differently on NEW"
                if (ix.idx_scan or 0) > 0 else "OLD never used it, so it may not be needed")
         out.append(Finding(
-            "missing_index", "blocker" if critical else "warning", ix.name,
+            MISSING_INDEX, "blocker" if critical else "warning", ix.name,
             f"index {ix.name} on {ix.table} ({human_size(ix.size_bytes)} on OLD) has no index of the "
             f"same definition on NEW: {why}.",
             _create_sql(ix),
+            subject=Subject("index", ix.name, database=database),
         ))
     for key, news in sorted(new_keys.items()):
         for ix in news:
             if key in old_keys or not _live(ix) or ix.is_partition:
                 continue
             out.append(Finding(
-                "extra_index", "warning", ix.name,
+                EXTRA_INDEX, "warning", ix.name,
                 f"index {ix.name} on {ix.table} exists on NEW only: the planner on NEW can choose it "
                 "where OLD had no such option, and every write maintains it.",
                 f"-- keep it only if it was added on purpose; otherwise:\n{_drop_sql(ix)}",
+                subject=Subject("index", ix.name, database=database),
             ))
     return out
 
 
-def _invalid(new: IndexSnapshot) -> list[Finding]:
+def _invalid(new: IndexSnapshot, database: str | None) -> list[Finding]:
     out: list[Finding] = []
     live = {_key(ix) for ix in new.indexes if _live(ix)}
     for ix in new.indexes:
@@ -180,35 +193,38 @@ def _invalid(new: IndexSnapshot) -> list[Finding]:
                              .replace(f" ON {ix.table} ", f" ON {p.name} ", 1) + ";")
                 fixes.append(f"ALTER INDEX {ix.name} ATTACH PARTITION {p.schema}.{name};")
             out.append(Finding(
-                "invalid_index", "blocker", ix.name,
+                INVALID_INDEX, "blocker", ix.name,
                 f"partitioned index {ix.name} on {ix.table} is {state}: {parts} have no attached index, "
                 "so the index does not cover the whole table and cannot back a constraint.",
                 "\n".join(fixes),
+                subject=Subject("index", ix.name, database=database),
             ))
             continue
         twin = _key(ix) in live
         if twin:
             out.append(Finding(
-                "invalid_index", "warning", ix.name,
+                INVALID_INDEX, "warning", ix.name,
                 f"index {ix.name} on {ix.table} is {state} and a valid index of the same definition exists: "
                 "a leftover of a failed CREATE INDEX / REINDEX CONCURRENTLY (_ccnew), maintained on every "
                 "write for nothing.",
                 f"DROP INDEX CONCURRENTLY {ix.name};",
+                subject=Subject("index", ix.name, database=database),
             ))
         else:
             out.append(Finding(
-                "invalid_index", "blocker", ix.name,
+                INVALID_INDEX, "blocker", ix.name,
                 f"index {ix.name} on {ix.table} is {state} on NEW (a failed CREATE INDEX CONCURRENTLY?): "
                 "the planner cannot use it"
                 + (" and it may not enforce uniqueness" if ix.unique else "")
                 + ", while every write still maintains it.",
                 f"REINDEX INDEX CONCURRENTLY {ix.name};\n-- or, if the build fails again "
                 "(duplicates?): fix the data, DROP INDEX CONCURRENTLY and create it again",
+                subject=Subject("index", ix.name, database=database),
             ))
     return out
 
 
-def _unused(old: IndexSnapshot) -> list[Finding]:
+def _unused(old: IndexSnapshot, database: str | None) -> list[Finding]:
     out: list[Finding] = []
     since = f"since statistics were reset at {old.stats_reset}" if old.stats_reset else \
         "since OLD's statistics began (never reset)"
@@ -217,10 +233,11 @@ def _unused(old: IndexSnapshot) -> list[Finding]:
                 or ix.exclusion or ix.replica_identity or ix.constraint):
             continue
         out.append(Finding(
-            "unused_index", "info", ix.name,
+            UNUSED_INDEX, "info", ix.name,
             f"index {ix.name} on {ix.table} ({human_size(ix.size_bytes)}) has not been scanned on OLD "
             f"{since}: it costs every write and its space, and can still attract a plan on NEW.",
             f"-- review (is it used by a monthly job? on a replica?), then:\n{_drop_sql(ix)}",
+            subject=Subject("index", ix.name, database=database),
         ))
     return out
 
@@ -248,7 +265,7 @@ def _redundant_to(a: IndexInfo, b: IndexInfo) -> bool:
     return prefix and set(a.columns[n:]) <= set(b.columns)
 
 
-def _duplicates(new: IndexSnapshot) -> list[Finding]:
+def _duplicates(new: IndexSnapshot, database: str | None) -> list[Finding]:
     out: list[Finding] = []
     by_table: dict[str, list[IndexInfo]] = {}
     for ix in new.indexes:
@@ -267,18 +284,21 @@ def _duplicates(new: IndexSnapshot) -> list[Finding]:
                 reported.add(a.name)
                 what = "an exact duplicate of" if exact else "a leading prefix of"
                 out.append(Finding(
-                    "duplicate_index", "warning", a.name,
+                    DUPLICATE_INDEX, "warning", a.name,
                     f"index {a.name} on {table} ({human_size(a.size_bytes)}) is {what} {b.name}: "
                     f"{b.name} serves every query it serves, so it only costs writes and space.",
                     _drop_sql(a),
+                    subject=Subject("index", a.name, database=database),
                 ))
                 break
     return out
 
 
-def harmful_indexes(old: IndexSnapshot, new: IndexSnapshot, used_on_new: Collection[str]) -> list[Finding]:
+def harmful_indexes(old: IndexSnapshot, new: IndexSnapshot, used_on_new: Collection[str], *,
+                    database: str | None = None) -> list[Finding]:
     """``harmful_index``: indexes NEW's plans use (``used_on_new``: names from NEW's EXPLAIN,
-    bare as in "Index Name" or schema-qualified) that OLD never used or does not have."""
+    bare as in "Index Name" or schema-qualified) that OLD never used or does not have.
+    ``database``: NEW's database, for the findings' subjects."""
     if not used_on_new:
         return []
     wanted = set(used_on_new)
@@ -297,19 +317,21 @@ def harmful_indexes(old: IndexSnapshot, new: IndexSnapshot, used_on_new: Collect
         else:
             continue
         out.append(Finding(
-            "harmful_index", "warning", ix.name,
+            HARMFUL_INDEX, "warning", ix.name,
             f"NEW's plans for the workload use index {ix.name} on {ix.table}, and {why}: "
             "production never ran these queries this way, which is how the postmortem's outage "
             "started (NEW chose an index OLD never used).",
             f"ANALYZE {ix.table};\n-- compare the plans again; if NEW still prefers it:\n{_drop_sql(ix)}",
+            subject=Subject("index", ix.name, database=database),
         ))
     return out
 
 
 def evaluate(old: IndexSnapshot, new: IndexSnapshot, thresholds: Thresholds,
-             used_on_new: Iterable[str] = ()) -> list[Finding]:
+             used_on_new: Iterable[str] = (), *, database: str | None = None) -> list[Finding]:
     """Index findings: definitions compared OLD to NEW, NEW's invalid and duplicate indexes,
-    OLD's unused ones, and (given NEW's plans' indexes) the harmful ones."""
+    OLD's unused ones, and (given NEW's plans' indexes) the harmful ones.  ``database``:
+    NEW's database, for the findings' subjects (the index snapshot does not name it)."""
     del thresholds  # no index threshold yet; kept for the uniform evaluate signature
-    return (_missing_extra(old, new) + _invalid(new) + _duplicates(new) + _unused(old)
-            + harmful_indexes(old, new, frozenset(used_on_new)))
+    return (_missing_extra(old, new, database) + _invalid(new, database) + _duplicates(new, database)
+            + _unused(old, database) + harmful_indexes(old, new, frozenset(used_on_new), database=database))

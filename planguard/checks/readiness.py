@@ -33,7 +33,7 @@ from planguard.checks import environment, indexes, sequences, settings, statisti
 from planguard.checks.snapshot import from_dict
 from planguard.config import Thresholds
 from planguard.errors import SnapshotError
-from planguard.findings import SEVERITIES, Finding
+from planguard.findings import CHECK_INCOMPLETE, SEVERITIES, Finding, Subject
 
 SNAPSHOT_FORMAT = 1
 FAMILIES = ("statistics", "indexes", "sequences", "settings", "environment")
@@ -109,26 +109,28 @@ def evaluate_all(old: ClusterSnapshot, new: ClusterSnapshot, thresholds: Thresho
     """All readiness findings for NEW compared with OLD (pure).
 
     ``used_on_new``: names of the indexes NEW's plans for the workload use (as EXPLAIN
-    prints them, bare or schema-qualified); they feed ``harmful_index``.
+    prints them, bare or schema-qualified); they feed ``harmful_index``.  Subjects name
+    NEW's database where they have one.
     """
     findings: list[Finding] = []
     if old.statistics and new.statistics:
         findings += statistics.evaluate(old.statistics, new.statistics, thresholds)
     if old.indexes and new.indexes:
-        findings += indexes.evaluate(old.indexes, new.indexes, thresholds, used_on_new)
+        findings += indexes.evaluate(old.indexes, new.indexes, thresholds, used_on_new, database=new.database)
     if old.sequences and new.sequences:
-        findings += sequences.evaluate(old.sequences, new.sequences, thresholds)
+        findings += sequences.evaluate(old.sequences, new.sequences, thresholds, database=new.database)
     if old.settings and new.settings:
-        findings += settings.evaluate(old.settings, new.settings, thresholds)
+        findings += settings.evaluate(old.settings, new.settings, thresholds, database=new.database)
     if old.environment and new.environment:
         findings += environment.evaluate(old.environment, new.environment, thresholds)
     for label, snap in (("OLD", old), ("NEW", new)):
         for err in snap.errors:
             findings.append(Finding(
-                "check_incomplete", "blocker", f"{err.family} on {label}",
+                CHECK_INCOMPLETE, "blocker", f"{err.family} on {label}",
                 f"could not read {err.family} on {label}: {err.message}; a GO cannot be given on a "
                 "check that did not run",
                 "-- run the check again (a lock held by a migration? raise --lock-timeout), "
                 "or fix the error above",
+                subject=Subject("check", err.family, scope=label),
             ))
     return merge_findings(findings)

@@ -33,7 +33,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planguard.config import Thresholds
-from planguard.findings import Finding, listing, sql_literal
+from planguard.findings import (
+    CHECK_SKIPPED,
+    SEQUENCE_BEHIND,
+    SEQUENCE_CAPACITY,
+    Finding,
+    Subject,
+    listing,
+    sql_literal,
+)
 
 DEFAULT_MAX_SCAN_BYTES = 128 << 20  # read max(column) without an index only below this size
 
@@ -121,7 +129,8 @@ def _old_index(old: SequenceSnapshot) -> tuple[dict[tuple[str, str], SequenceInf
     return by_col, {s.name: s for s in old.sequences}
 
 
-def _capacity(seq: SequenceInfo, old_seq: SequenceInfo | None, th: Thresholds) -> Finding | None:
+def _capacity(seq: SequenceInfo, old_seq: SequenceInfo | None, th: Thresholds,
+              database: str | None) -> Finding | None:
     if seq.cycle:
         return None
     col_max = [TYPE_MAX[c.column_type] for c in seq.columns if c.column_type in TYPE_MAX]
@@ -153,14 +162,17 @@ def _capacity(seq: SequenceInfo, old_seq: SequenceInfo | None, th: Thresholds) -
     if seq.data_type != "bigint":
         fixes.append(f"ALTER SEQUENCE {seq.name} AS bigint;")
     return Finding(
-        "sequence_capacity", "warning" if near else "info", seq.name,
+        SEQUENCE_CAPACITY, "warning" if near else "info", seq.name,
         f"sequence {seq.name}: {' and '.join(parts)}. From then on every INSERT that draws from it fails.",
         "\n".join(fixes) or f"-- {seq.name} is already bigint: plan a wider key or a new id scheme",
+        subject=Subject("sequence", seq.name, database=database),
     )
 
 
-def evaluate(old: SequenceSnapshot, new: SequenceSnapshot, thresholds: Thresholds) -> list[Finding]:
-    """sequence_behind / sequence_capacity for NEW's sequences, compared with OLD's."""
+def evaluate(old: SequenceSnapshot, new: SequenceSnapshot, thresholds: Thresholds, *,
+             database: str | None = None) -> list[Finding]:
+    """sequence_behind / sequence_capacity for NEW's sequences, compared with OLD's.
+    ``database``: NEW's database, for the findings' subjects (the snapshot does not name it)."""
     by_col, by_name = _old_index(old)
     findings: list[Finding] = []
     for seq in new.sequences:
@@ -172,14 +184,15 @@ def evaluate(old: SequenceSnapshot, new: SequenceSnapshot, thresholds: Threshold
         reasons, _ = _behind(seq, old_issued)
         if reasons:
             findings.append(Finding(
-                "sequence_behind", "blocker", seq.name,
+                SEQUENCE_BEHIND, "blocker", seq.name,
                 f"sequence {seq.name} on NEW would next hand out {seq.next_value:,}, but "
                 f"{'; '.join(reasons)}: INSERTs that draw from it fail with duplicate keys "
                 "(logical replication does not copy sequences).",
                 _setval(seq, old_issued),
+                subject=Subject("sequence", seq.name, database=database),
             ))
         old_seq = next(iter(olds.values()), None)
-        cap = _capacity(seq, old_seq, thresholds)
+        cap = _capacity(seq, old_seq, thresholds, database)
         if cap:
             findings.append(cap)
     findings += _skipped(old, new)
@@ -197,20 +210,24 @@ def _skipped(old: SequenceSnapshot, new: SequenceSnapshot) -> list[Finding]:
                 what.append(f"the values of {len(hidden)} sequence(s) ({listing(hidden, 5)})")
             if no_col and label == "NEW":
                 what.append(f"max() of {len(no_col)} column(s) ({listing(no_col, 5)})")
+            scope = f"privileges on {label}"
             out.append(Finding(
-                "check_skipped", "info", f"sequence_behind (privileges on {label})",
+                CHECK_SKIPPED, "info", f"sequence_behind ({scope})",
                 f"role {snap.role} may not read {' nor '.join(what)} on {label}, so whether those "
                 "sequences are behind was not checked.",
                 f"GRANT pg_read_all_data TO {snap.role};  -- PostgreSQL 14+; or GRANT SELECT ON the "
                 "sequences and tables",
+                subject=Subject("check", "sequences", scope=scope),
             ))
     for s in new.sequences:
         for c in s.columns:
             if c.skipped and not c.needs_privilege:
+                obj = f"{s.name} ({c.table}.{c.column})"
                 out.append(Finding(
-                    "check_skipped", "warning", f"{s.name} ({c.table}.{c.column})",
+                    CHECK_SKIPPED, "warning", obj,
                     f"max({c.column}) on NEW was not read: {c.skipped}; whether {s.name} is behind "
                     "the rows of that column is unknown.",
                     f"-- read it off-peak, and if the sequence is behind:\n{_setval(s, None)}",
+                    subject=Subject("check", "sequences", scope=obj),
                 ))
     return out

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from planguard.config import Thresholds
-from planguard.findings import Finding, sql_literal
+from planguard.findings import SETTING_DIFF, Finding, Subject, sql_literal
 
 # Beyond the "Query Tuning" categories (enable_*, *_cost, jit*, collapse limits,
 # default_statistics_target, plan_cache_mode, geqo*, ...): settings the planner reads
@@ -113,7 +113,7 @@ def _why(name: str) -> str:
     return "the planner weighs plans differently, so NEW can choose other plans for the same statistics"
 
 
-def _cluster(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
+def _cluster(old: SettingsSnapshot, new: SettingsSnapshot, database: str | None) -> list[Finding]:
     out: list[Finding] = []
     o_map = {s.name: s for s in old.settings}
     n_map = {s.name: s for s in new.settings}
@@ -124,25 +124,28 @@ def _cluster(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
                 continue
             reload = ("-- needs a restart" if n.context == "postmaster" else "SELECT pg_reload_conf();")
             out.append(Finding(
-                "setting_diff", "warning", name,
+                SETTING_DIFF, "warning", name,
                 f"{name} is {display(o.value, o.unit)} on OLD ({o.source}) but {display(n.value, n.unit)} "
                 f"on NEW ({n.source}): {_why(name)}.",
                 f"ALTER SYSTEM SET {name} = {sql_literal(o.value)};\n{reload}",
+                subject=Subject("setting", name, scope="cluster", database=database),
             ))
         elif o is not None and not _at_default(o):
             out.append(Finding(
-                "setting_diff", "info", name,
+                SETTING_DIFF, "info", name,
                 f"{name} is set to {display(o.value, o.unit)} on OLD ({o.source}) and does not exist on "
                 f"PostgreSQL {new.server_version_num // 10000}: check the release notes for its successor.",
                 "-- no direct equivalent on NEW; see the release notes",
+                subject=Subject("setting", name, scope="cluster", database=database),
             ))
         elif n is not None and not _at_default(n):
             out.append(Finding(
-                "setting_diff", "info", name,
+                SETTING_DIFF, "info", name,
                 f"{name} is set to {display(n.value, n.unit)} on NEW ({n.source}) and does not exist on "
                 f"OLD's PostgreSQL {old.server_version_num // 10000}.",
                 f"-- review it; to return to the default:\nALTER SYSTEM RESET {name};\n"
                 "SELECT pg_reload_conf();",
+                subject=Subject("setting", name, scope="cluster", database=database),
             ))
     return out
 
@@ -161,7 +164,7 @@ def _alter(o: Override, db: str, value: str | None) -> str:
     return f"{target} RESET {o.name};" if value is None else f"{target} SET {o.name} = {sql_literal(value)};"
 
 
-def _overrides(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
+def _overrides(old: SettingsSnapshot, new: SettingsSnapshot, database: str | None) -> list[Finding]:
     out: list[Finding] = []
     key = lambda o: (o.scope, o.role, o.name.lower())  # noqa: E731
     o_map = {key(o): o for o in old.overrides}
@@ -176,11 +179,12 @@ def _overrides(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
         old_text = f"{o.value} on OLD" if o else "not set on OLD"
         new_text = f"{n.value} on NEW" if n else "not set on NEW"
         out.append(Finding(
-            "setting_diff", "warning", f"{ref.name} ({where})",
+            SETTING_DIFF, "warning", f"{ref.name} ({where})",
             f"{ref.name} for {where} is {old_text} but {new_text}: sessions of "
             f"{'that role' if ref.role else 'that database'} plan with a different value "
             "(pg_dump of a database does not carry ALTER DATABASE/ROLE ... SET).",
             _alter(ref, new.database, o.value if o else None),
+            subject=Subject("setting", ref.name, scope=where, database=database),
         ))
     return out
 
@@ -203,7 +207,7 @@ def _options(opts: Iterable[RelOption]) -> dict[str, dict[tuple[str, str], str]]
     return out
 
 
-def _reloptions(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
+def _reloptions(old: SettingsSnapshot, new: SettingsSnapshot, database: str | None) -> list[Finding]:
     out: list[Finding] = []
     o_opts, n_opts = _options(old.reloptions), _options(new.reloptions)
     both = set(old.tables) & set(new.tables)
@@ -213,7 +217,9 @@ def _reloptions(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
         if not diffs:
             continue
         parts = []
+        names: list[str] = []  # as ALTER TABLE ... SET names them, for the subject
         for target, name in diffs:
+            names.append(f"toast.{name}" if target == "toast" else name)
             label = name if target == "table" else f"{target}.{name}" if target == "toast" \
                 else f"{name} of column {target}"
             parts.append(f"{label}: {o.get((target, name), 'not set')} on OLD, "
@@ -225,14 +231,19 @@ def _reloptions(old: SettingsSnapshot, new: SettingsSnapshot) -> list[Finding]:
                "storage parameters steer autovacuum, the planner (n_distinct, parallel_workers) and fill "
                "factor differently on NEW")
         out.append(Finding(
-            "setting_diff", "warning", table,
+            SETTING_DIFF, "warning", table,
             f"{table}: {'; '.join(parts)}: {why} (often left over from the migration's initial copy).",
             "\n".join(_option_sql(table, t, name, o.get((t, name))) for t, name in diffs),
+            subject=Subject("setting", ", ".join(dict.fromkeys(names)), scope=f"table {table}",
+                            database=database),
         ))
     return out
 
 
-def evaluate(old: SettingsSnapshot, new: SettingsSnapshot, thresholds: Thresholds) -> list[Finding]:
-    """setting_diff findings: cluster settings, database/role overrides, table options."""
+def evaluate(old: SettingsSnapshot, new: SettingsSnapshot, thresholds: Thresholds, *,
+             database: str | None = None) -> list[Finding]:
+    """setting_diff findings: cluster settings, database/role overrides, table options.
+    ``database``: NEW's database as ``current_database()`` names it, for the findings'
+    subjects (the snapshot holds it quoted, for SQL)."""
     del thresholds
-    return _cluster(old, new) + _overrides(old, new) + _reloptions(old, new)
+    return _cluster(old, new, database) + _overrides(old, new, database) + _reloptions(old, new, database)

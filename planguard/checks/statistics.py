@@ -45,7 +45,15 @@ from dataclasses import dataclass, replace
 from planguard.checks import freshness
 from planguard.checks.freshness import TableStats
 from planguard.config import Thresholds
-from planguard.findings import Finding, listing
+from planguard.findings import (
+    CHECK_SKIPPED,
+    NEVER_ANALYZED,
+    STALE_STATS,
+    STATS_COVERAGE,
+    Finding,
+    Subject,
+    listing,
+)
 
 _MIN_ROW_DELTA = 1000  # stale_stats: row estimates closer than this never count
 _MIN_DISTINCT_DELTA = 100  # stats_coverage: distinct-value estimates closer than this never count
@@ -114,7 +122,7 @@ def _as_on_old(f: Finding, old: TableStats | None, old_version: int) -> Finding:
 
 
 def _partial(t: TableStats, cols: list[ColumnStats], old_cols: dict[tuple[str, str | None, str], ColumnStats],
-             ) -> Finding | None:
+             database: str) -> Finding | None:
     """never_analyzed (warning): analyzed, but missing what vacuumdb --missing-stats-only looks for."""
     missing: list[str] = []
     on_old: list[str] = []
@@ -134,11 +142,12 @@ def _partial(t: TableStats, cols: list[ColumnStats], old_cols: dict[tuple[str, s
         return None
     old_note = f" (OLD has statistics for {listing(on_old)})" if on_old else ""
     return Finding(
-        "never_analyzed", "warning", t.name,
+        NEVER_ANALYZED, "warning", t.name,
         f"{t.name} was analyzed on NEW, but has no statistics for {listing(missing)}{old_note}: "
         "the planner falls back to fixed selectivity guesses wherever they are used "
         "(typically a column added or an expression index created after the last ANALYZE).",
         f"ANALYZE {t.name};",
+        subject=Subject("table", t.name, database=database),
     )
 
 
@@ -153,7 +162,8 @@ def _stale_rows(t: TableStats, old: TableStats | None, ratio: float) -> str | No
 
 
 def _coverage(t: TableStats, cols: list[ColumnStats], old_t: TableStats,
-              old_cols: dict[tuple[str, str | None, str], ColumnStats], th: Thresholds) -> Finding | None:
+              old_cols: dict[tuple[str, str | None, str], ColumnStats], th: Thresholds,
+              database: str) -> Finding | None:
     diverging: list[str] = []
     targets: list[tuple[str, int | None, int | None]] = []
     for c in cols:
@@ -189,10 +199,11 @@ def _coverage(t: TableStats, cols: list[ColumnStats], old_t: TableStats,
         fixes.append("-- if the estimates still differ after ANALYZE, compare the data itself "
                      "(rows missing on NEW? a backfill not replicated?)")
     return Finding(
-        "stats_coverage", "warning", t.name,
+        STATS_COVERAGE, "warning", t.name,
         f"{t.name}: {' and '.join(parts)}; the planner's selectivity estimates on NEW will "
         "not match OLD's, so plans may change.",
         "\n".join(fixes),
+        subject=Subject("table", t.name, database=database),
     )
 
 
@@ -203,10 +214,11 @@ def _extended(old: StatisticsSnapshot, new: StatisticsSnapshot, never: set[str])
     for o in old.extended:
         if o.name not in new_x and o.table in new_tables:
             out.append(Finding(
-                "stats_coverage", "warning", o.name,
+                STATS_COVERAGE, "warning", o.name,
                 f"extended statistics {o.name} on {o.table} exist on OLD but not on NEW: the planner "
                 "loses the correlations between columns it captured and misestimates combined conditions.",
                 f"{o.definition};\nANALYZE {o.table};",
+                subject=Subject("statistics", o.name, database=new.database),
             ))
     for x in new.extended:
         t = new_tables.get(x.table)
@@ -214,10 +226,11 @@ def _extended(old: StatisticsSnapshot, new: StatisticsSnapshot, never: set[str])
                 or x.table in never):
             continue
         out.append(Finding(
-            "stats_coverage", "warning", x.name,
+            STATS_COVERAGE, "warning", x.name,
             f"extended statistics {x.name} exist on NEW but have not been built (no "
             f"pg_statistic_ext_data row): the planner ignores them until {x.table} is analyzed.",
             f"ANALYZE {x.table};",
+            subject=Subject("statistics", x.name, database=new.database),
         ))
     return out
 
@@ -227,8 +240,9 @@ def _skipped(old: StatisticsSnapshot, new: StatisticsSnapshot) -> list[Finding]:
     for label, snap in (("OLD", old), ("NEW", new)):
         hidden = sorted({c.table for c in snap.columns if not c.readable})
         if hidden:
+            scope = f"column statistics on {label}"
             out.append(Finding(
-                "check_skipped", "info", f"stats_coverage (column statistics on {label})",
+                CHECK_SKIPPED, "info", f"stats_coverage ({scope})",
                 f"column statistics of {len(hidden)} table(s) on {label} are not visible to role "
                 f"{snap.role} ({listing(hidden, 5)}): pg_stats only shows columns the role may SELECT, "
                 "and none of a table whose row-level security applies to the role, so missing or "
@@ -236,15 +250,18 @@ def _skipped(old: StatisticsSnapshot, new: StatisticsSnapshot) -> list[Finding]:
                 "reltuples on PostgreSQL 14+).",
                 f"GRANT pg_read_all_data TO {snap.role};  -- PostgreSQL 14+; or GRANT SELECT ON the tables;\n"
                 "-- for tables with row-level security: run as their owner or a role with BYPASSRLS",
+                subject=Subject("check", "statistics", scope=scope),
             ))
         hidden_x = sorted(x.name for x in snap.extended if not x.readable)
         if hidden_x:
+            scope = f"extended statistics on {label}"
             out.append(Finding(
-                "check_skipped", "info", f"stats_coverage (extended statistics on {label})",
+                CHECK_SKIPPED, "info", f"stats_coverage ({scope})",
                 f"whether {len(hidden_x)} extended statistics object(s) on {label} are built "
                 f"({listing(hidden_x, 5)}) is not visible to role {snap.role}: pg_stats_ext only "
                 "shows objects on tables the role owns.",
                 "-- run the check as the tables' owner or a superuser",
+                subject=Subject("check", "statistics", scope=scope),
             ))
     return out
 
@@ -253,19 +270,19 @@ def evaluate(old: StatisticsSnapshot, new: StatisticsSnapshot, thresholds: Thres
     """Findings about NEW's planner statistics, biggest tables first."""
     old_tables = {t.name: t for t in old.tables}
     old_rows = {name: t.reltuples for name, t in old_tables.items() if t.reltuples >= 0}
-    base = freshness.evaluate(new.tables, thresholds, new.server_version_num, old_rows)
-    never = {f.object for f in base if f.kind == "never_analyzed"}
-    stale = {f.object: f for f in base if f.kind == "stale_stats"}
+    base = freshness.evaluate(new.tables, thresholds, new.server_version_num, old_rows, database=new.database)
+    never = {f.object for f in base if f.kind == NEVER_ANALYZED}
+    stale = {f.object: f for f in base if f.kind == STALE_STATS}
     new_cols = _by_table(new.columns)
     old_cols = {(c.table, c.index, c.column): c for c in old.columns}
 
     findings: list[Finding] = [_as_on_old(f, old_tables.get(f.object), old.server_version_num)
-                               for f in base if f.kind == "never_analyzed"]
+                               for f in base if f.kind == NEVER_ANALYZED]
     coverage: list[Finding] = []
     for t in sorted(new.tables, key=lambda s: -s.size_bytes):
         if t.name in never or t.size_bytes <= 0:
             continue
-        partial = _partial(t, new_cols.get(t.name, []), old_cols)
+        partial = _partial(t, new_cols.get(t.name, []), old_cols, new.database)
         if partial:
             findings.append(partial)
         rows_note = _stale_rows(t, old_tables.get(t.name), thresholds.row_estimate_ratio)
@@ -274,23 +291,24 @@ def evaluate(old: StatisticsSnapshot, new: StatisticsSnapshot, thresholds: Thres
             message = (prior.message.rstrip(".") + f"; {rows_note}." if prior else
                        f"{t.name}: {rows_note}; NEW's statistics describe another table than OLD's "
                        "(taken before the data was complete, or carried over from an older copy).")
-            findings.append(Finding("stale_stats", "warning", t.name, message, f"ANALYZE {t.name};"))
+            findings.append(Finding(STALE_STATS, "warning", t.name, message, f"ANALYZE {t.name};",
+                                    subject=Subject("table", t.name, database=new.database)))
         elif t.name in stale:
             findings.append(stale.pop(t.name))
         old_t = old_tables.get(t.name)
         if old_t is not None and partial is None:
-            cov = _coverage(t, new_cols.get(t.name, []), old_t, old_cols, thresholds)
+            cov = _coverage(t, new_cols.get(t.name, []), old_t, old_cols, thresholds, new.database)
             if cov:
                 coverage.append(cov)
     findings.extend(stale.values())
     findings.extend(coverage)
     findings.extend(_extended(old, new, never))
 
-    missing = [f for f in findings if f.kind == "never_analyzed"]
+    missing = [f for f in findings if f.kind == NEVER_ANALYZED]
     if new.server_version_num >= 180000 and len(missing) > 1:
         db = shlex.quote(new.database)
         hint = ("\n-- or every table missing statistics at once, minimal statistics first (PostgreSQL 18+):"
                 f"\n-- vacuumdb --analyze-in-stages --missing-stats-only --dbname={db}")
-        findings = [replace(f, remediation=f.remediation + hint) if f.kind == "never_analyzed" else f
+        findings = [replace(f, remediation=f.remediation + hint) if f.kind == NEVER_ANALYZED else f
                     for f in findings]
     return findings + _skipped(old, new)
