@@ -33,7 +33,8 @@ import psycopg
 
 from planguard.capture import capture
 from planguard.clusters import Cluster, pick_pair
-from planguard.compare import Comparison, compare
+from planguard.compare import compare
+from planguard.model import Comparison
 from planguard.workload import Workload
 from tests.fixtures import tpch
 from tests.fixtures.trust_scenarios import (
@@ -185,7 +186,7 @@ def main() -> None:
                         result, wall = timed(base, fcopy, wl)
                         drop(new, name)
                         blockers = [f for f in result.findings if f.severity == "blocker"]
-                        named = any(cause in f.message for f in blockers)
+                        named = any(cause in {c.kind for c in f.causes} for f in blockers)
                         runs = [m.runs for r in result.statements for p in r.param_sets
                                 for m in (p.old, p.new) if m.runs]
                         print(f"  fault {name:>22}: {result.verdict.decision:5} cause "

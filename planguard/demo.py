@@ -26,8 +26,9 @@ import psycopg
 
 from planguard.capture import capture
 from planguard.clusters import Cluster, cluster_pair
-from planguard.compare import Comparison, compare
+from planguard.compare import compare
 from planguard.errors import ClusterError
+from planguard.model import Comparison
 from planguard.report import write_reports
 from planguard.workload import Workload
 

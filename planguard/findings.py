@@ -318,5 +318,12 @@ def markdown_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def causes_table() -> str:
+    """The cause kinds table of docs/json-contract.md, from ``CAUSES``."""
+    lines = ["| cause | meaning |", "| --- | --- |"]
+    lines += [f"| `{code}` | {meaning} |" for code, meaning in CAUSES.items()]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(markdown_table(), end="")
+    print(markdown_table() + "\n" + causes_table(), end="")

@@ -9,6 +9,12 @@ from dataclasses import dataclass, field
 
 from planguard.plan import Plan, shape_fingerprint
 
+# A warm-up runs until reads from outside shared buffers stop falling (WARM_ENOUGH: by less
+# than 10 % since the previous run), within these bounds.
+WARMUP_MAX_RUNS = 5
+WARMUP_BUDGET_MS = 5_000.0
+WARM_ENOUGH = 0.9
+
 
 @dataclass(frozen=True)
 class Run:

@@ -46,7 +46,7 @@ from planguard.explain import (
     plan_only,
     result_digest,
 )
-from planguard.measure import Run, Warmup, summarize
+from planguard.measure import WARM_ENOUGH, WARMUP_BUDGET_MS, WARMUP_MAX_RUNS, Run, Warmup, summarize
 from planguard.params import ParseFailure, analyze, render, result_shape
 from planguard.plan import reads_by_relation
 from planguard.recording import (
@@ -65,9 +65,6 @@ from planguard.workload import Statement, Workload
 
 Progress = Callable[[str], None]
 
-WARMUP_MAX_RUNS = 5
-WARMUP_BUDGET_MS = 5_000.0
-WARM_ENOUGH = 0.9  # reads that fell by less than 10 % since the previous run: as warm as it gets
 
 
 def mask_quoted(message: str) -> str:

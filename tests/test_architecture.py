@@ -69,3 +69,12 @@ def test_every_command_and_option_has_help() -> None:
 def test_checks_import_no_database_module(module: str) -> None:
     bad = {m for m in _modules(PKG / module) if any(m == io or m.startswith(io + ".") for io in IO_MODULES)}
     assert not bad, f"{module} imports {sorted(bad)}: catalog reads belong in planguard/catalog/"
+
+
+def test_the_docs_list_every_finding_and_cause_kind_as_the_registry_declares_them() -> None:
+    """docs/json-contract.md's tables are the registry's (python -m planguard.findings prints them)."""
+    from planguard.findings import causes_table, markdown_table
+
+    doc = (PKG.parent / "docs" / "json-contract.md").read_text()
+    assert markdown_table() in doc
+    assert causes_table() in doc

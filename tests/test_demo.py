@@ -18,6 +18,7 @@ import pytest
 
 from planguard.calls import STATUSES
 from planguard.demo import load_old, restore_new
+from planguard.findings import CAUSES
 from tests.conftest import Pair
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -70,6 +71,9 @@ def test_as_restored_is_no_go_with_the_right_reasons(scenario: dict) -> None:
     msg = regressions[0]["message"]
     assert "transactions_status_tenant_idx" in msg and "OLD never used (idx_scan = 0)" in msg
     assert "public.transactions has never been analyzed on NEW" in msg
+    assert {c["kind"] for c in regressions[0]["causes"]} >= {"never_analyzed", "harmful_index"}
+    assert ("table", "public.transactions") in [(c["subject"]["type"], c["subject"]["name"])
+                                                for c in regressions[0]["causes"] if c["subject"]]
     assert "ANALYZE public.transactions;" in regressions[0]["remediation"]
     listing = next(s for s in report["statements"] if "ORDER BY created_at DESC LIMIT" in s["query"])
     assert listing["status"] == "regressed" and listing["time_ratio"] > 10
@@ -112,7 +116,10 @@ def test_json_contract(scenario: dict) -> None:
     assert tables["public.transactions"]["columns_with_stats"] == 0
     assert tables["public.accounts"]["columns_with_stats"] > 0
     for f in report["findings"]:
-        assert set(f) == {"kind", "severity", "object", "message", "remediation"}
+        assert set(f) == {"kind", "severity", "object", "message", "remediation", "subject", "causes"}
+        assert f["subject"] is None or set(f["subject"]) == {"type", "name", "scope", "database"}
+        for c in f["causes"]:
+            assert set(c) == {"kind", "detail", "fix", "subject"} and c["kind"] in CAUSES
         assert re.fullmatch(r"[a-z_]+", f["kind"]) and f["severity"] in {"blocker", "warning", "info"}
 
 

@@ -196,7 +196,7 @@ def _generic_case():  # type: ignore[no-untyped-def]
 def test_generic_regression_blocks_only_when_the_plan_cache_picks_it() -> None:
     """Pure: a generic plan that flipped to a worse one; blocker only if NEW would use it,
     and a same-plan slowdown is a warning."""
-    from planguard.compare import judge
+    from planguard.judge import judge
 
     good, bad, runs, wl = _generic_case()
     for auto, severity in ((True, "blocker"), (False, "warning")):
@@ -248,7 +248,7 @@ def test_spill_on_new_only() -> None:
 
 def test_custom_to_generic_flip_is_a_blocker() -> None:
     """OLD's plan cache keeps custom plans, NEW's switches to a generic plan that is slower."""
-    from planguard.compare import judge
+    from planguard.judge import judge
 
     good, bad, runs, wl = _generic_case()
     same = {("fp", "typical", "custom"): runs(good, 0.05, 5), ("fp", "typical", "generic"): runs(bad, 35.0, 1955)}
@@ -258,7 +258,8 @@ def test_custom_to_generic_flip_is_a_blocker() -> None:
 
 
 def test_impact_decides_between_blocker_and_warning() -> None:
-    from planguard.compare import Impact, _load_text
+    from planguard.judge import _load_text
+    from planguard.model import Impact
 
     busy = Impact(calls_per_second=500.0, old_ms=1.0, new_ms=3.0)  # 3x on a hot statement
     nightly = Impact(calls_per_second=1 / 86400, old_ms=10_000.0, new_ms=30_000.0)  # 3x on a report
@@ -271,7 +272,7 @@ def test_impact_decides_between_blocker_and_warning() -> None:
 
 def test_workload_impact_is_littles_law() -> None:
     from planguard.calls import Call
-    from planguard.compare import ParamSetResult, StatementResult, workload_impact
+    from planguard.model import ParamSetResult, StatementResult, workload_impact
     from planguard.workload import Statement
 
     def result(rate: float | None, old_ms: float, new_ms: float) -> StatementResult:
@@ -308,8 +309,8 @@ def test_only_unsettled_calls_get_more_pairs() -> None:
     ((3, "a", "x"), (3, "b", "y"), True, False, "same"),  # LIMIT without ORDER BY, now(): counts only
 ])
 def test_result_check_outcomes(old: tuple, new: tuple, ordered: bool, deterministic: bool, outcome: str) -> None:
-    from planguard.compare import ResultCheck
     from planguard.measure import Digest
+    from planguard.model import ResultCheck
 
     assert ResultCheck(Digest(*old), Digest(*new), ordered, deterministic).outcome == outcome
     assert ResultCheck("permission denied", Digest(*new), ordered, deterministic).outcome == "not_compared"

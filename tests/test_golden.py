@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from planguard.compare import comparison_of
 from planguard.config import Thresholds
+from planguard.judge import comparison_of
 from planguard.recording import Recording
 from planguard.report import to_dict
 from planguard.workload import load

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from planguard.compare import Comparison
+from planguard.model import Comparison
 from planguard.report.html import render_html
 from planguard.report.json import check_to_dict, dump_json, to_dict
 

@@ -14,7 +14,11 @@ from pglast.parser import normalize
 
 from planguard.calls import STATUSES, Call
 from planguard.checks.readiness import ClusterSnapshot
-from planguard.compare import (
+from planguard.config import Thresholds
+from planguard.diff import Change
+from planguard.findings import Finding
+from planguard.measure import Digest, Measurement
+from planguard.model import (
     Comparison,
     Coverage,
     GenericResult,
@@ -26,10 +30,6 @@ from planguard.compare import (
     StatementResult,
     impact_of,
 )
-from planguard.config import Thresholds
-from planguard.diff import Change
-from planguard.findings import Finding
-from planguard.measure import Digest, Measurement
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
 from planguard.timing import CLASS_NAMES, NoiseFloor
 from planguard.verdict import Verdict, sort_findings

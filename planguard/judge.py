@@ -1,0 +1,493 @@
+"""Judge a recorded comparison (pure): calls, changes, causes, findings and the verdict.
+
+``judge`` decides from what both clusters answered (``planguard.recording``) alone: every
+parameter set's call (``planguard.calls``), the plan changes (``planguard.diff``), the
+catalog findings (``planguard.checks``), then the findings about statements, each with its
+typed causes (``planguard.causes``), the cold-cache note and the coverage.
+``comparison_of`` wraps all of it into the ``Comparison`` the reports render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from planguard.calls import SEVERITY, Call, classify
+from planguard.causes import cause_fixes, cause_text, regression_causes, same_plan_causes
+from planguard.checks.freshness import TableStats
+from planguard.checks.readiness import ClusterSnapshot, evaluate_all, merge_findings
+from planguard.config import Thresholds
+from planguard.diff import Change, diff_plans, runtime_changes
+from planguard.findings import (
+    COLD_CACHE,
+    EMPTY_RESULT,
+    GENERIC_PLAN_REGRESSION,
+    GENERIC_PLAN_SLOWER,
+    INCOMPLETE_COVERAGE,
+    PLAN_CHANGED,
+    PLAN_REGRESSION,
+    QUERY_ERROR,
+    RESULT_MISMATCH,
+    RESULT_ORDER,
+    SLOWER_SAME_PLAN,
+    STATEMENT_SKIPPED,
+    UNSTABLE_TIMING,
+    Cause,
+    Finding,
+    Subject,
+    human_size,
+    listing,
+    sql_literal,
+)
+from planguard.measure import WARMUP_MAX_RUNS, Measurement, summarize
+from planguard.model import (
+    Comparison,
+    Coverage,
+    GenericResult,
+    Impact,
+    Load,
+    ParamSetResult,
+    PlanOnly,
+    ResultCheck,
+    Round,
+    StatementResult,
+    coverage_of,
+    impact_of,
+    workload_impact,
+)
+from planguard.params import result_shape
+from planguard.plan import Plan, indexes_used, relations
+from planguard.recording import (
+    CONFIRM,
+    CUSTOM,
+    GENERIC,
+    Key,
+    Recording,
+    ServerInfo,
+    SideRecord,
+    param_sets_of,
+)
+from planguard.timing import NoiseFloor, noise_floor
+from planguard.verdict import decide
+from planguard.workload import Statement, Workload, is_guess
+
+
+def _statement_findings(results: list[StatementResult], context: list[Finding], workload: Workload,
+                        old: ServerInfo, new: ServerInfo, thresholds: Thresholds,
+                        noise: NoiseFloor | None = None) -> list[Finding]:
+    """Findings about statements; ``context`` are the catalog findings that explain them."""
+    out: list[Finding] = []
+    for res in results:
+        s = res.statement
+        obj = f"statement {s.short_id}" + (f" ({', '.join(s.tables[:2])})" if s.tables else "")
+        subject = Subject("statement", s.short_id, database=s.database)
+        rate = f"{s.calls:,} calls on OLD"
+        dec = res.decisive
+        if res.status == "regressed" and dec is not None:
+            causes = regression_causes(dec, context, old, new)
+            plan_change = "; ".join(c.detail for c in dec.changes) or "same plan"
+            severity, load = _load_text(impact_of(s, dec), thresholds, dec.label)
+            out.append(Finding(
+                PLAN_REGRESSION, severity, obj,
+                f"{obj} ({rate}) regressed with parameters '{dec.label}': {dec.call.reason}. "
+                f"{load} Plan: {plan_change}. Likely cause: {cause_text(causes)}.",
+                cause_fixes(causes), subject, causes,
+            ))
+        elif res.status == "slower_same_plan" and dec is not None:
+            out.append(_same_plan_finding(res, dec, obj, subject, rate, old, new, context, thresholds))
+        elif res.status == "unstable" and dec is not None:
+            out.append(Finding(
+                UNSTABLE_TIMING, "warning", obj,
+                f"{obj} ({rate}) with parameters '{dec.label}': {dec.call.reason}. The runs do not "
+                "settle whether NEW is slower, and nothing deterministic (plan, buffers) says it is.",
+                "-- run compare again when both clusters are quiet, or with a higher --repeat", subject,
+            ))
+        elif res.status == "error" and dec is not None:
+            new_only = dec.new.error is not None and dec.old.error is None
+            both = dec.new.error is not None and dec.old.error is not None
+            guesses = [f"${i}" for i, src in enumerate(dec.sources, 1) if is_guess(src)]
+            why = (f" with parameters '{dec.label}', whose values for {listing(guesses)} are guesses "
+                   "(see their sources)" if both and guesses else "")
+            out.append(Finding(
+                QUERY_ERROR, "blocker" if new_only else ("warning" if both else "info"), obj,
+                f"{obj} ({rate}) {dec.call.reason}{why}",
+                "-- make the statement valid on NEW (missing object, privilege or changed "
+                "function?) before the cutover" if new_only else
+                "-- fix the parameter values in the workload file, or the statement", subject,
+            ))
+        elif res.status == "skipped":
+            po = res.plan_only
+            if po is None:
+                seen = ""
+            elif po.error:
+                seen = f" Its generic plan could not be compared ({po.error})."
+            elif po.changes:
+                seen = (" Its generic plans (compared without execution) differ: "
+                        + "; ".join(c.detail for c in po.changes) + ".")
+            else:
+                seen = " Its generic plans (compared without execution) are the same."
+            out.append(Finding(
+                STATEMENT_SKIPPED, "warning" if po and po.changes else "info", obj,
+                f"{obj} ({rate}) was not run: {res.reason}.{seen}",
+                "-- add a parameter set for it in the workload file (\"param_sets\")", subject,
+            ))
+        elif res.status == "plan_changed" and dec is not None:
+            more = dec.new.buffers >= dec.old.buffers * thresholds.buffers_ratio and \
+                dec.new.buffers - dec.old.buffers >= thresholds.min_buffers_delta
+            out.append(Finding(
+                PLAN_CHANGED, "warning" if more else "info", obj,
+                f"{obj}: {'; '.join(c.detail for c in dec.changes) or 'another plan'}; not slower: "
+                f"{dec.call.reason}"
+                + (". It reads far more buffers, which a warm cache hides: on a cold or busy NEW "
+                   "it may be slower" if more else ""),
+                "-- no action needed if it stays fast; review it if the statement is latency-critical",
+                subject,
+            ))
+        out.extend(_generic_findings(res, obj, subject, rate, thresholds, noise))
+        out.extend(_result_findings(res, obj, subject))
+        out.extend(_empty_results(res, obj, subject))
+    return out
+
+
+def _empty_results(res: StatementResult, obj: str, subject: Subject) -> list[Finding]:
+    """A set that finds nothing on OLD, where OLD's statistics say the statement returns rows:
+    its timings may not stand for the calls production makes."""
+    s = res.statement
+    per_call = s.rows_per_call
+    if s.kind != "select" or not per_call or per_call < 1:
+        return []
+    empty = [p.label for p in res.param_sets
+             if p.old.plan is not None and p.old.plan.root.actual_rows == 0]
+    if not empty:
+        return []
+    return [Finding(
+        EMPTY_RESULT, "info", obj,
+        f"{obj} returns no row on OLD with parameters {listing([repr(e) for e in empty])}, where "
+        f"pg_stat_statements says it returned {per_call:,.1f} rows per call: those timings may not "
+        "stand for production's calls.",
+        "-- give it real values: capture with --from-log, or add \"param_sets\" to the workload file",
+        subject,
+    )]
+
+
+def _large(call: Call, t: Thresholds) -> bool:
+    ev = call.evidence
+    return ev is not None and ev.ratio >= t.same_plan_block_ratio and \
+        ev.new_ms - ev.old_ms >= t.same_plan_block_ms
+
+
+def _same_plan_finding(res: StatementResult, dec: ParamSetResult, obj: str, subject: Subject, rate: str,
+                       old: ServerInfo, new: ServerInfo, context: Sequence[Finding], t: Thresholds,
+                       ) -> Finding:
+    """A slowdown with the same plan and buffers: a warning with its evidence; a blocker only
+    when large, confirmed by an independent second round of pairs, and heavy at production rates."""
+    causes = same_plan_causes(dec, old, new, context)
+    conf = dec.confirmation
+    severity, load = _load_text(impact_of(res.statement, dec), t, dec.label)
+    if not _large(dec.call, t):
+        verdict = (f"That is below the {t.same_plan_block_ratio:g}× and {t.same_plan_block_ms:g} ms from "
+                   "which a same-plan slowdown blocks, so it warns.")
+        severity = "warning"
+    elif conf is None or conf.call.status != "slower_same_plan" or not _large(conf.call, t):
+        what = "was not taken" if conf is None else f"did not confirm it ({conf.call.reason})"
+        verdict = f"A second, independent round of pairs {what}, so it warns."
+        severity = "warning"
+    else:
+        verdict = f"A second, independent round of pairs confirmed it ({conf.call.reason}). {load}"
+    return Finding(
+        SLOWER_SAME_PLAN, severity, obj,
+        f"{obj} ({rate}) is slower on NEW with the same plan and the same buffers, parameters "
+        f"'{dec.label}': {dec.call.reason}. {verdict} What to check: {cause_text(causes)}.",
+        cause_fixes(causes), subject, causes,
+    )
+
+
+def _result_findings(res: StatementResult, obj: str, subject: Subject) -> list[Finding]:
+    """NEW returning other rows than OLD is an error of its own, whatever the speed."""
+    for p in res.param_sets:
+        rc = p.results
+        if rc is None or isinstance(rc.old, str) or isinstance(rc.new, str):
+            continue
+        outcome = rc.outcome
+        if outcome in ("different_count", "different_rows"):
+            what = (f"{rc.old.rows} rows on OLD, {rc.new.rows} on NEW" if outcome == "different_count"
+                    else f"{rc.old.rows} rows on both, but not the same rows")
+            return [Finding(
+                RESULT_MISMATCH, "blocker", obj,
+                f"{obj} returns different results with parameters '{p.label}': {what}. Check that "
+                "both hold the same data (writes frozen?), then collations, extensions and functions.",
+                "-- compare the rows: run the statement on both clusters with these parameters", subject,
+            )]
+        if outcome == "different_order":
+            return [Finding(
+                RESULT_ORDER, "warning", obj,
+                f"{obj} with parameters '{p.label}' returns the same rows in a different order: "
+                "its ORDER BY leaves ties, which each plan breaks its own way.",
+                "-- add a unique column to the ORDER BY if the order matters to the application", subject,
+            )]
+    return []
+
+
+def _load_text(imp: Impact | None, thresholds: Thresholds, label: str) -> tuple[str, str]:
+    """Severity of a regression from its load at production rates, and the sentence saying so."""
+    if imp is None or imp.extra_sessions is None:
+        return "blocker", "Its call rate is unknown (no statistics window), so it blocks."
+    extra = imp.extra_sessions
+    text = (f"At {imp.calls_per_second:,.2f} calls/s, if every call behaved like '{label}', NEW adds "
+            f"{extra:,.3f} average active sessions ({imp.extra_db_seconds_per_hour or 0:,.0f} s of "
+            "database time per hour)")
+    if extra >= thresholds.impact_block_aas:
+        return "blocker", text + "."
+    return "warning", text + f": below the {thresholds.impact_block_aas} sessions that block."
+
+
+SLOWER = ("regressed", "slower_same_plan")
+
+
+def _generic_findings(res: StatementResult, obj: str, subject: Subject, rate: str, thresholds: Thresholds,
+                      noise: NoiseFloor | None = None) -> list[Finding]:
+    """Generic plans: regressed against OLD's, or much slower than NEW's own custom plan.
+
+    Custom and generic runs are separate series, not pairs: those comparisons are unpaired.
+    """
+    out: list[Finding] = []
+    for p in res.param_sets:
+        g = p.generic
+        if g is None or not g.new.ok or not p.new.ok or g.auto_new is False:
+            continue
+        slower = classify(p.new, g.new, thresholds, noise, paired=False)
+        if slower.status in SLOWER:
+            out.append(Finding(
+                GENERIC_PLAN_SLOWER, "warning", obj,
+                f"{obj} ({rate}) as a prepared statement on NEW: with parameters '{p.label}' the "
+                f"generic plan is much slower than the custom plan ({slower.reason}), and the plan "
+                "cache " + ("switches to it after 5 executions" if g.auto_new else
+                            "may switch to it (PostgreSQL < 14: cannot tell)") + ".",
+                "-- skewed values defeat generic plans; keep custom plans for the application role:\n"
+                "ALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;", subject,
+            ))
+            break
+    for p in res.param_sets:
+        g = p.generic
+        if g is None or not g.auto_new or g.auto_old is not False or not g.new.ok:
+            continue
+        # OLD's plan cache keeps custom plans, NEW's switches to the generic one: the
+        # application gets OLD's custom plan before and NEW's generic plan after.
+        flip = classify(p.old, g.new, thresholds, noise, paired=False)
+        if flip.status == "regressed":
+            flip_fix = ("-- find why NEW prefers the generic plan (plan_cache_mode setting? statistics?):\n"
+                        "ALTER ROLE <app_role> SET plan_cache_mode = auto;  -- or force_custom_plan")
+            out.append(Finding(
+                GENERIC_PLAN_REGRESSION, "blocker", obj,
+                f"{obj} ({rate}) as a prepared statement: OLD's plan cache keeps custom plans but "
+                f"NEW's switches to the generic plan after 5 executions (a different plan_cache_mode "
+                f"or cost estimates), and with parameters '{p.label}' that is slower: {flip.reason}.",
+                flip_fix, subject,
+                (Cause("plan_cache_flip", "OLD's plan cache keeps custom plans, NEW's switches to the "
+                       "generic plan after 5 executions", flip_fix),),
+            ))
+            return out
+    for p in res.param_sets:
+        g = p.generic
+        if g is None or g.call.status not in SLOWER:
+            continue
+        picks = {True: "NEW's plan cache switches to this generic plan after 5 executions",
+                 False: "NEW's plan cache keeps custom plans for these values",
+                 None: "whether NEW's plan cache would pick it is unknown (PostgreSQL < 14)"}[g.auto_new]
+        # A blocker is a flip to a worse generic plan (other work) that NEW would use.  The same
+        # plan only slower (a different executor or build) would hit custom plans too.
+        flipped = g.call.status == "regressed"
+        out.append(Finding(
+            GENERIC_PLAN_REGRESSION, "blocker" if g.auto_new and flipped else "warning", obj,
+            f"{obj} ({rate}) as a prepared statement: the generic plan is slower with parameters "
+            f"'{p.label}': {g.call.reason}. {picks}. Plan: "
+            + ("; ".join(c.detail for c in g.changes) or "same plan") + ".",
+            "-- fix statistics first (ANALYZE); if it persists, keep custom plans for this role:\n"
+            "ALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;", subject,
+        ))
+        break
+    return out
+
+
+COLD_BLOCKS = 1000  # reads on NEW's first executions from which its cold cache is worth saying
+
+
+def _cold_cache(old: SideRecord, new: SideRecord) -> list[Finding]:
+    """NEW read much more from outside shared buffers on its first executions than OLD: say so,
+    and that the timings were taken warm (the postmortem's team first blamed a cold cache)."""
+    first_new = sum(w.first_read for w in new.warmups.values())
+    first_old = sum(w.first_read for w in old.warmups.values())
+    if first_new < COLD_BLOCKS or first_new < 2 * first_old:
+        return []
+    rels: dict[str, int] = {}
+    for w in new.warmups.values():
+        for rel, blocks in w.reads_by_relation:
+            rels[rel] = rels.get(rel, 0) + blocks
+    top = sorted(rels, key=lambda r: -rels[r])[:5]
+    statements = len({k[0] for k, w in new.warmups.items() if w.first_read})
+    still = sum(w.last_read for w in new.warmups.values())
+    most = max(w.runs for w in new.warmups.values())
+    message = (
+        f"NEW's cache was cold: the first executions of {statements} statements read {first_new:,} "
+        f"blocks ({human_size(first_new * 8192)}) from outside shared buffers, OLD's {first_old:,}. "
+        f"Each parameter set was warmed up before it was measured (until its reads stopped falling, "
+        f"at most {WARMUP_MAX_RUNS} runs; {most} here), so the timings compare warm caches"
+        + (f"; {still:,} blocks were still read on the last warm-up runs (data larger than shared "
+           "buffers)" if still else "")
+        + ". Right after the switch, NEW's first executions will be slower until its cache warms"
+        + (f"; most was read from {listing(top)}." if top else "."))
+    remediation = "CREATE EXTENSION IF NOT EXISTS pg_prewarm;  -- on NEW, before the switch\n" + "\n".join(
+        f"SELECT pg_prewarm({sql_literal(rel)});" for rel in top)
+    return [Finding(COLD_CACHE, "info", "NEW", message, remediation, Subject("cluster", "NEW"))]
+
+
+def _measurement(rec: SideRecord, key: Key) -> Measurement:
+    warmup = rec.warmups.get(key)
+    if key in rec.errors:
+        return Measurement(error=rec.errors[key], warmup=warmup)
+    runs = rec.runs.get(key)
+    return summarize(runs, warmup) if runs else Measurement(error="not run", warmup=warmup)
+
+
+def _measured(old: SideRecord, new: SideRecord, key: Key, thresholds: Thresholds, noise: NoiseFloor,
+              ) -> tuple[Measurement, Measurement, Call, tuple[Change, ...]]:
+    o, n = _measurement(old, key), _measurement(new, key)
+    changes = (diff_plans(o.plan, n.plan) + runtime_changes(o.plan, n.plan)) if o.plan and n.plan else ()
+    return o, n, classify(o, n, thresholds, noise), changes
+
+
+def _result_check(stmt: Statement, label: str, old: SideRecord, new: SideRecord) -> ResultCheck | None:
+    key = (stmt.key, label)
+    if key not in old.digests and key not in new.digests:
+        return None
+    shape = result_shape(stmt.query)
+    assert shape is not None
+    return ResultCheck(old.digests.get(key, "not run"), new.digests.get(key, "not run"),
+                       shape.ordered, shape.deterministic)
+
+
+def _plan_only(stmt: Statement, old_side: SideRecord, new_side: SideRecord) -> PlanOnly | None:
+    o, n = old_side.plan_only.get(stmt.key), new_side.plan_only.get(stmt.key)
+    if o is None and n is None:
+        return None
+    errors = [f"{side}: {v}" for side, v in (("OLD", o), ("NEW", n)) if isinstance(v, str)]
+    op = o if isinstance(o, Plan) else None
+    np_ = n if isinstance(n, Plan) else None
+    changes = diff_plans(op, np_) if op and np_ else ()
+    return PlanOnly(op, np_, changes, "; ".join(errors) or None)
+
+
+def _database_pairs(old: dict[str, ClusterSnapshot], new: dict[str, ClusterSnapshot],
+                    ) -> list[tuple[str, str]]:
+    """OLD's and NEW's databases to compare: the only one on each side whatever their names
+    (``app`` may be restored as ``app_v2``), else by name."""
+    if len(old) == 1 and len(new) == 1:
+        return [(next(iter(old)), next(iter(new)))]
+    return [(name, name) for name in sorted(set(old) & set(new))]
+
+
+def _used_on_new(results: list[StatementResult], dbname: str, workload: Workload) -> frozenset[str]:
+    """Indexes NEW's plans (custom and generic) used for the statements of one database."""
+    used: set[str] = set()
+    for r in results:
+        if (r.statement.database or workload.source.database) not in (dbname, None):
+            continue
+        for p in r.param_sets:
+            for m in (p.new, p.generic.new if p.generic else None):
+                if m is not None and m.plan:
+                    used.update(indexes_used(m.plan))
+    return frozenset(used)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The pure part of a comparison's outcome."""
+
+    statements: tuple[StatementResult, ...]
+    findings: tuple[Finding, ...]
+    noise: NoiseFloor
+    coverage: Coverage
+
+
+def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresholds: Thresholds,
+          ) -> Judgement:
+    """Pure part of the comparison: calls, changes and findings from both sides' records."""
+    assert old_side.info and new_side.info
+    noise = noise_floor([r.execution_ms for r in runs]
+                        for rec in (old_side, new_side) for runs in rec.runs.values())
+    results: list[StatementResult] = []
+    for stmt in workload.statements:
+        sets = param_sets_of(stmt)
+        if stmt.skip_reason or not sets:
+            results.append(StatementResult(stmt, "skipped", stmt.skip_reason or "no parameter set",
+                                           plan_only=_plan_only(stmt, old_side, new_side)))
+            continue
+        ps_results = []
+        for ps in sets:
+            o, n, call, changes = _measured(old_side, new_side, (stmt.key, ps.label, CUSTOM), thresholds,
+                                            noise)
+            generic = confirmation = None
+            gkey, ckey = (stmt.key, ps.label, GENERIC), (stmt.key, ps.label, CONFIRM)
+            if any(gkey in side.runs or gkey in side.errors for side in (old_side, new_side)):
+                go, gn, gcall, gchanges = _measured(old_side, new_side, gkey, thresholds, noise)
+                generic = GenericResult(go, gn, gcall, gchanges, old_side.auto_generic.get(stmt.key),
+                                        new_side.auto_generic.get(stmt.key))
+            if any(ckey in side.runs or ckey in side.errors for side in (old_side, new_side)):
+                co, cn, ccall, _ = _measured(old_side, new_side, ckey, thresholds, noise)
+                confirmation = Round(co, cn, ccall)
+            ps_results.append(ParamSetResult(ps.label, ps.values, o, n, call, changes, generic,
+                                             _result_check(stmt, ps.label, old_side, new_side),
+                                             confirmation, ps.sources))
+        worst = min(ps_results, key=lambda p: SEVERITY[p.call.status])
+        results.append(StatementResult(stmt, worst.call.status, worst.call.reason, tuple(ps_results)))
+    # Catalog findings (statistics freshness included, for every table) from the readiness
+    # snapshots; a family that could not be read is a check_incomplete blocker there.
+    context: list[Finding] = []
+    for old_db, new_db in _database_pairs(old_side.readiness, new_side.readiness):
+        context += evaluate_all(old_side.readiness[old_db], new_side.readiness[new_db], thresholds,
+                                _used_on_new(results, old_db, workload))
+    statement_findings = _statement_findings(results, context, workload, old_side.info, new_side.info,
+                                             thresholds, noise)
+    coverage = coverage_of(results)
+    findings = merge_findings(context, statement_findings + _cold_cache(old_side, new_side)
+                              + _coverage_findings(coverage, thresholds))
+    return Judgement(tuple(results), tuple(findings), noise, coverage)
+
+
+def _coverage_findings(cov: Coverage, t: Thresholds) -> list[Finding]:
+    """A GO that rests on a tenth of the workload is not a GO."""
+    if cov.share >= t.min_coverage or not cov.statements:
+        return []
+    missing = [f"statement {r.statement.short_id} ({why})" for r, why in
+               sorted(cov.unjudged, key=lambda x: -x[0].statement.total_ms)]
+    return [Finding(
+        INCOMPLETE_COVERAGE, "blocker", "workload",
+        f"The verdict {cov.text()}, below the {t.min_coverage:.0%} it needs (min_coverage): "
+        f"not judged: {listing(missing, 6)}.",
+        "-- give the statements values: capture with --from-log, or add \"param_sets\" to the "
+        "workload file; or lower min_coverage knowingly", Subject("workload", "workload"),
+    )]
+
+
+def touched_tables(workload: Workload, results: Sequence[StatementResult],
+                   new: dict[str, ClusterSnapshot]) -> tuple[TableStats, ...]:
+    """NEW's statistics of the tables the workload reads (as captured, or in NEW's plans)."""
+    names = {t for s in workload.statements for t in s.tables}
+    names |= {rel for r in results for p in r.param_sets if p.new.plan for rel in relations(p.new.plan)}
+    return tuple(sorted((t for snap in new.values() if snap.statistics for t in snap.statistics.tables
+                         if t.name in names or t.name.replace('"', "") in names), key=lambda t: t.name))
+
+
+def comparison_of(workload: Workload, rec: Recording, thresholds: Thresholds, *, repeat: int,
+                  redact: bool, started_at: str, duration_s: float) -> Comparison:
+    """The comparison judged from a recording (pure)."""
+    judged = judge(workload, rec.old, rec.new, thresholds)
+    assert rec.old.info and rec.new.info
+    return Comparison(
+        old=rec.old.info, new=rec.new.info, workload=workload, statements=judged.statements,
+        findings=judged.findings, verdict=decide(judged.findings), thresholds=thresholds, repeat=repeat,
+        started_at=started_at, duration_s=duration_s,
+        tables=touched_tables(workload, judged.statements, rec.new.readiness), redacted=redact,
+        impact=workload_impact(judged.statements), noise=judged.noise, coverage=judged.coverage,
+        load=(Load(rec.old.executions, rec.old.server_ms), Load(rec.new.executions, rec.new.server_ms)),
+    )
