@@ -27,11 +27,9 @@ from planguard.errors import CaptureError, InsufficientPrivilege
 from planguard.logparse import LogEntry, read_log
 from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve
 from planguard.workload import (
-    IndexSnapshot,
     ParamSet,
     Source,
     Statement,
-    TableSnapshot,
     Workload,
 )
 
@@ -108,27 +106,6 @@ def _require_extension(conn: psycopg.Connection) -> None:
             "CREATE EXTENSION pg_stat_statements; there (it also needs "
             "shared_preload_libraries = 'pg_stat_statements')"
         )
-
-
-def _snapshots(
-    conn: psycopg.Connection, qualified: list[str], database: str | None = None,
-) -> tuple[tuple[TableSnapshot, ...], tuple[IndexSnapshot, ...]]:
-    if not qualified:
-        return (), ()
-    tables = conn.execute(db.MARK + """
-        SELECT format('%%I.%%I', s.schemaname, s.relname), c.reltuples, c.relpages, s.n_live_tup,
-               s.n_mod_since_analyze, s.last_analyze::text, s.last_autoanalyze::text
-        FROM pg_stat_all_tables s JOIN pg_class c ON c.oid = s.relid
-        WHERE s.relid = ANY(SELECT to_regclass(n) FROM unnest(%s::text[]) n) ORDER BY 1""",
-        (qualified,)).fetchall()
-    indexes = conn.execute(db.MARK + """
-        SELECT format('%%I.%%I', s.schemaname, s.indexrelname), format('%%I.%%I', s.schemaname, s.relname),
-               pg_get_indexdef(s.indexrelid), s.idx_scan
-        FROM pg_stat_all_indexes s
-        WHERE s.relid = ANY(SELECT to_regclass(n) FROM unnest(%s::text[]) n) ORDER BY 1""",
-        (qualified,)).fetchall()
-    return (tuple(replace(TableSnapshot(*r), database=database) for r in tables),
-            tuple(replace(IndexSnapshot(*r), database=database) for r in indexes))
 
 
 def _stats_window(conn: psycopg.Connection, version_num: int) -> tuple[str | None, float | None]:
@@ -255,15 +232,8 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
                 bindings=bindings, param_sets=sets,
                 skip_reason=reason or ("; ".join(problems) if problems and not sets else None),
             ))
-        tables: list[TableSnapshot] = []
-        indexes: list[IndexSnapshot] = []
         recorded = {d: gather_all(conns[d]).to_dict() for d in sorted({s.database for s in statements
                                                                          if s.database})}
-        for dbname in sorted({s.database for s in statements if s.database}):
-            t, ix = _snapshots(conns[dbname], sorted({t for s in statements if s.database == dbname
-                                                      for t in s.tables}), dbname)
-            tables.extend(t)
-            indexes.extend(ix)
         source = Source(
             server_version=db.server_version(first), server_version_num=version_num,
             database=str(first.info.dbname), dsn=db.redact_dsn(dsn),
@@ -281,8 +251,8 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
     if redact and not keep_values:
         statements = [replace(s, param_sets=()) if s.bindings else s for s in statements]
         notes.append("captured with --redact: parameter values are sampled again by compare")
-    return Workload(source=source, statements=tuple(statements), tables=tuple(tables),
-                    indexes=tuple(indexes), notes=tuple(notes), redacted=redact, catalog=recorded)
+    return Workload(source=source, statements=tuple(statements), notes=tuple(notes), redacted=redact,
+                    catalog=recorded)
 
 
 def _log_index(entries: list[LogEntry]) -> dict[str, list[LogEntry]]:

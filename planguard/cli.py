@@ -158,6 +158,11 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @click.option("--check-results", is_flag=True,
               help="Also check that NEW returns the same rows (count and checksum, computed on "
                    "the server) for every SELECT; meaningful when both hold the same data.")
+@click.option("--save-recording", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also keep what both clusters answered (every run's plan and timing, the catalogs) "
+                   "in this file, to judge again without a server.")
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every measured run as a table: .csv (or .parquet with pyarrow).")
 @click.option("--generic/--no-generic", default=True, show_default=True,
               help="Also measure each statement's generic plan (what a prepared statement may "
                    "switch to after 5 executions) and whether the plan cache would pick it.")
@@ -166,7 +171,7 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @handle_errors
 def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
             json_path: Path | None, repeat: int, check_results: bool, redact: bool, generic: bool,
-            quiet: bool,
+            save_recording: Path | None, runs_path: Path | None, quiet: bool,
             statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD and NEW on a workload and print GO or NO-GO.
 
@@ -175,10 +180,11 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
     diffs the plans, checks statistics freshness on NEW, and writes the reports.
     Exit code 0 GO, 1 NO-GO, 2 error.
     """
+    from planguard.analysis import summaries
     from planguard.compare import compare as do_compare
     from planguard.config import load_thresholds
+    from planguard.loader import load
     from planguard.report import write_reports
-    from planguard.workload import load
 
     thresholds = load_thresholds(threshold_flags)
     workload = load(workload_path)
@@ -187,11 +193,17 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
     json_path = json_path or Path("reports") / f"{stem}.json"
     result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
                         limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
-                        generic=generic, redact=redact, check_results=check_results)
+                        generic=generic, redact=redact, check_results=check_results,
+                        save_recording=save_recording, runs=runs_path)
     paths = write_reports(result, html, json_path)
     _print_verdict(result.verdict.decision, result.verdict.reasons)
     if result.coverage is not None:
         click.echo(f"  {result.coverage.text()}")
+    top = summaries(result)["impact"]
+    if not top.empty and (top["extra_sessions"] > 0).any():
+        click.echo("  most load added at production call rates (average active sessions):")
+        for row in top[top["extra_sessions"] > 0].head(5).itertuples():
+            click.echo(f"    {row.statement}  {row.status:<16} +{row.extra_sessions:.3f}")
     click.echo(f"report: {paths['html']}  json: {paths['json']}")
     sys.exit(result.verdict.exit_code)
 
@@ -221,50 +233,18 @@ def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
     tables, planner settings, extensions and collations.  Each finding comes with the
     SQL that fixes it.  Exit code 0 GO, 1 NO-GO, 2 error.
     """
-    import time
-    from datetime import datetime, timezone
-
-    from planguard.catalog.readiness import run_check
+    from planguard.check import check as do_check
     from planguard.config import load_thresholds
-    from planguard.report import check_to_dict, write_reports
-    from planguard.verdict import decide
+    from planguard.report import write_reports
 
-    thresholds = load_thresholds(threshold_flags)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    recorded = _recorded_old(old_dsn)
-    findings, old, new = run_check(old_dsn, new_dsn, thresholds=thresholds,
-                                   limits=_limits(statement_timeout, lock_timeout),
-                                   max_scan_bytes=max_scan_mb << 20, old_snapshot=recorded)
-    old_label = f"catalog recorded in {old_dsn}" if recorded is not None else db.redact_dsn(old_dsn)
-    verdict = decide(findings)
-    context = check_to_dict(findings, verdict, old, new, old_label, db.redact_dsn(new_dsn),
-                            thresholds, started, time.monotonic() - t0)
-    paths = write_reports(context, html or Path("reports/check.html"),
-                          json_path or Path("reports/check.json"))
-    _print_verdict(verdict.decision, verdict.reasons)
-    counts = {sev: sum(1 for f in findings if f.severity == sev) for sev in ("blocker", "warning", "info")}
+    result = do_check(old_dsn, new_dsn, thresholds=load_thresholds(threshold_flags),
+                      limits=_limits(statement_timeout, lock_timeout), max_scan_bytes=max_scan_mb << 20)
+    paths = write_reports(result, html or Path("reports/check.html"), json_path or Path("reports/check.json"))
+    _print_verdict(result.verdict.decision, result.verdict.reasons)
+    counts = result.counts()
     click.echo(f"{counts['blocker']} blockers, {counts['warning']} warnings, {counts['info']} notes; "
                f"report: {paths['html']}  json: {paths['json']}")
-    sys.exit(verdict.exit_code)
-
-
-def _recorded_old(old: str) -> Any:
-    """OLD's catalog as a workload recorded it, when OLD names a workload file (else None)."""
-    path = Path(old)
-    if not (path.suffix == ".json" and path.is_file()):
-        return None
-    from planguard.checks.readiness import ClusterSnapshot
-    from planguard.errors import WorkloadError
-    from planguard.workload import load
-
-    workload = load(path)
-    if not workload.catalog:
-        raise WorkloadError(f"{path} holds no catalog snapshot: capture it again with this planguard")
-    if len(workload.catalog) > 1:
-        raise WorkloadError(f"{path} holds catalogs of {len(workload.catalog)} databases; "
-                            "check them one by one with their DSNs")
-    return ClusterSnapshot.from_dict(next(iter(workload.catalog.values())))
+    sys.exit(result.verdict.exit_code)
 
 
 def _print_verdict(decision: str, reasons: tuple[str, ...], limit: int = 5) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from planguard import db, runner
+from planguard.analysis import export_runs
 from planguard.config import Thresholds
 from planguard.judge import comparison_of
 from planguard.model import Comparison
@@ -24,11 +25,13 @@ Progress = Callable[[str], None]
 def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             thresholds: Thresholds | None = None, limits: db.SessionLimits | None = None,
             progress: Progress | None = None, generic: bool = True, redact: bool = False,
-            check_results: bool = False, save_recording: Path | None = None) -> Comparison:
+            check_results: bool = False, save_recording: Path | None = None,
+            runs: Path | None = None) -> Comparison:
     """Run ``workload`` on both clusters in lockstep and return the full comparison.
 
     ``save_recording``: also keep what both clusters answered (every run's plan and timing,
-    the catalog snapshots), which ``comparison_of`` judges again without a server.
+    the catalog snapshots), which ``comparison_of`` judges again without a server;
+    ``runs``: every measured run as a table (CSV, or Parquet where pyarrow is installed).
     """
     thresholds = thresholds or Thresholds()
     limits = limits or db.SessionLimits()
@@ -45,5 +48,7 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
                      progress=progress, generic=generic, redact=redact, check_results=check_results)
     if save_recording is not None:
         rec.save(save_recording)
+    if runs is not None:
+        export_runs(rec, workload, runs)
     return comparison_of(workload, rec, thresholds, repeat=repeat, redact=redact,
                          started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0)

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from planguard.errors import ConnectionFailed, PlanguardError
+from planguard.errors import ConnectionFailed, PlanguardError, one_line
 
 APP_NAME = "planguard"
 # Prefixed to every statement planguard sends, so that capture can exclude them
@@ -67,9 +67,8 @@ def connect(dsn: str, *, label: str, limits: SessionLimits | None = None) -> psy
             dsn, autocommit=True, application_name=APP_NAME, connect_timeout=10
         )
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or ["unknown error"])[-1]
         raise ConnectionFailed(
-            f"cannot connect to {label} cluster ({redact_dsn(dsn)}): {first}"
+            f"cannot connect to {label} cluster ({redact_dsn(dsn)}): {one_line(exc, last=True)}"
         ) from exc
     for name, value in (
         ("statement_timeout", limits.statement_timeout_ms),

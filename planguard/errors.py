@@ -37,3 +37,14 @@ class ConfigError(PlanguardError):
 
 class SnapshotError(PlanguardError):
     """A recorded catalog snapshot is unreadable or of an unknown format."""
+
+
+def one_line(exc: BaseException, *, last: bool = False) -> str:
+    """An error as one line: PostgreSQL's primary message when the server sent one, else the
+    first (or, with ``last``, the last) line of its text, else the exception's type."""
+    diag = getattr(exc, "diag", None)
+    text = getattr(diag, "message_primary", None) or str(exc)
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[-1] if last else lines[0]

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import errors, sql
 
 from planguard.db import MARK
-from planguard.errors import ConnectionFailed
+from planguard.errors import ConnectionFailed, one_line
 from planguard.measure import Digest, Run
 from planguard.params import ParseFailure, analyze
 from planguard.plan import Plan, PlanFormatError, parse_plan
@@ -46,10 +46,8 @@ def reason(exc: psycopg.Error) -> str:
         return "cancelled by statement_timeout"
     if isinstance(exc, errors.LockNotAvailable):
         return "gave up waiting for a lock (lock_timeout)"
-    diag = getattr(exc, "diag", None)
-    primary = diag.message_primary if diag is not None and diag.message_primary else str(exc)
     sqlstate = getattr(exc, "sqlstate", None)
-    return f"{primary.strip().splitlines()[0]}" + (f" [{sqlstate}]" if sqlstate else "")
+    return one_line(exc) + (f" [{sqlstate}]" if sqlstate else "")
 
 
 def fetch_rolled_back(conn: psycopg.Connection, statement: str | sql.Composed,

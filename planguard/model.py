@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from planguard.calls import SEVERITY, Call
 from planguard.checks.freshness import TableStats
+from planguard.checks.readiness import ClusterSnapshot
 from planguard.config import Thresholds
 from planguard.diff import Change
-from planguard.findings import Finding
+from planguard.findings import SEVERITIES, Finding
 from planguard.measure import Digest, Measurement
 from planguard.plan import Plan
 from planguard.recording import ServerInfo
@@ -285,3 +286,22 @@ class Comparison:
     noise: NoiseFloor | None = None  # measured on the clusters during this comparison
     load: tuple[Load, Load] | None = None  # what planguard asked of OLD and of NEW
     coverage: Coverage | None = None
+
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``planguard check`` found: the catalog findings of OLD against NEW, and the verdict."""
+
+    findings: tuple[Finding, ...]
+    verdict: Verdict
+    old: ClusterSnapshot
+    new: ClusterSnapshot
+    old_label: str  # a redacted DSN, or where OLD's recorded catalog came from
+    new_label: str
+    thresholds: Thresholds
+    started_at: str
+    duration_s: float
+
+    def counts(self) -> dict[str, int]:
+        return {sev: sum(1 for f in self.findings if f.severity == sev) for sev in SEVERITIES}

@@ -4,7 +4,9 @@ A workload file is JSON with ``"format_version": 1``.  It holds each statement's
 normalized text, its pglast fingerprint (the key that matches statements across
 clusters and versions, unlike ``queryid``), production call statistics, how each
 ``$n`` parameter is bound, executable parameter sets, and a snapshot of the old
-cluster's catalog statistics for the tables involved.  It never holds a password.
+cluster's catalog (``catalog``: the readiness snapshot of every database it ran in).  It
+never holds a password.  Files of format 1 written before the catalog snapshot held
+everything also carry ``tables`` and ``indexes``; they are ignored.
 """
 
 from __future__ import annotations
@@ -110,31 +112,6 @@ class Statement:
 
 
 @dataclass(frozen=True)
-class TableSnapshot:
-    """Catalog statistics of one table on the old cluster at capture time."""
-
-    name: str  # schema-qualified
-    reltuples: float
-    relpages: int
-    n_live_tup: int | None = None
-    n_mod_since_analyze: int | None = None
-    last_analyze: str | None = None
-    last_autoanalyze: str | None = None
-    database: str | None = None
-
-
-@dataclass(frozen=True)
-class IndexSnapshot:
-    """An index on the old cluster and how often it was scanned since the stats reset."""
-
-    name: str  # schema-qualified
-    table: str
-    definition: str
-    idx_scan: int | None = None
-    database: str | None = None
-
-
-@dataclass(frozen=True)
 class Source:
     server_version: str
     server_version_num: int
@@ -149,8 +126,6 @@ class Source:
 class Workload:
     source: Source
     statements: tuple[Statement, ...]
-    tables: tuple[TableSnapshot, ...] = ()
-    indexes: tuple[IndexSnapshot, ...] = ()
     format_version: int = FORMAT_VERSION
     notes: tuple[str, ...] = field(default_factory=tuple)
     # Captured with --redact: reports never show values; without --keep-values the file
@@ -159,13 +134,6 @@ class Workload:
     # OLD's catalog at capture time per database (planguard.checks.readiness.ClusterSnapshot
     # as a dict): sequence values, planner settings, index usage, statistics.
     catalog: dict[str, Any] = field(default_factory=dict)
-
-    def index(self, name: str, database: str | None = None) -> IndexSnapshot | None:
-        """The snapshot of an index by its schema-qualified or bare name (in ``database``)."""
-        for ix in self.indexes:
-            if name in (ix.name, ix.name.split(".", 1)[-1]) and database in (None, ix.database):
-                return ix
-        return None
 
     def summary(self) -> str:
         """``executable N of M``, and how many rest partly on guessed values."""
@@ -223,8 +191,6 @@ def from_dict(data: dict[str, Any], origin: str = "workload") -> Workload:
         return Workload(
             source=Source(**data["source"]),
             statements=tuple(statements),
-            tables=_tuple_of(TableSnapshot, data.get("tables"), origin),
-            indexes=_tuple_of(IndexSnapshot, data.get("indexes"), origin),
             notes=tuple(data.get("notes") or ()),
             redacted=bool(data.get("redacted", False)),
             catalog=dict(data.get("catalog") or {}),
@@ -233,12 +199,8 @@ def from_dict(data: dict[str, Any], origin: str = "workload") -> Workload:
         raise WorkloadError(f"{origin}: malformed workload ({exc!r})") from exc
 
 
-def load(path: Path) -> Workload:
-    """Read a workload file (JSON from capture, or hand-written ``.sql``); clear errors."""
-    if path.suffix == ".sql":
-        from planguard.sqlfile import load_sql  # pglast-based; imported lazily (no cycle)
-
-        return load_sql(path)
+def load_json(path: Path) -> Workload:
+    """Read a workload file written by capture (JSON); clear errors."""
     try:
         text = path.read_text()
     except OSError as exc:

@@ -13,7 +13,7 @@ import pytest
 from planguard.capture import capture
 from planguard.errors import CaptureError
 from planguard.explain import QueryFailed, explain_once, needs_rollback
-from planguard.workload import load
+from planguard.loader import load
 from tests.conftest import Pair
 
 pytestmark = pytest.mark.db
@@ -78,13 +78,18 @@ def test_timestamp_lower_bound_gets_the_recent_24_hours(app_old: str) -> None:
 
 
 def test_snapshot_of_old_catalog(app_old: str) -> None:
+    """The workload carries OLD's catalog as the readiness checks read it: for `check` against
+    the recorded OLD, and to tell the indexes production used from those it never scanned."""
+    from planguard.checks.readiness import ClusterSnapshot
+
     wl = capture(app_old, top=20)
-    tables = {t.name: t for t in wl.tables}
+    (snap,) = (ClusterSnapshot.from_dict(d) for d in wl.catalog.values())
+    assert snap.statistics is not None and snap.indexes is not None
+    tables = {t.name: t for t in snap.statistics.tables}
     assert tables["public.transactions"].reltuples > 20_000
-    unused = wl.index("transactions_status_tenant_idx")
-    assert unused is not None and unused.idx_scan == 0
-    used = wl.index("transactions_tenant_created_idx")
-    assert used is not None and (used.idx_scan or 0) > 0
+    scans = {ix.name: ix.idx_scan for ix in snap.indexes.indexes}
+    assert scans["public.transactions_status_tenant_idx"] == 0
+    assert (scans["public.transactions_tenant_created_idx"] or 0) > 0
 
 
 def test_cli_capture_writes_no_password(app_old: str, tmp_path: Path) -> None:
@@ -199,7 +204,7 @@ def test_capture_and_compare_across_databases(clusters: Pair, olddb: str, dbname
         assert sorted(s.database for s in mine if "owner = $1" in s.query) == sorted([dbname, second])
         owners = {s.database: int(s.param_sets[0].values[0]) for s in mine if "owner = $1" in s.query}
         assert owners[second] < 3  # sampled in its own database
-        scoped = type(wl)(source=wl.source, statements=tuple(mine), tables=wl.tables, indexes=wl.indexes)
+        scoped = type(wl)(source=wl.source, statements=tuple(mine))
         result = compare(clusters.old.dsn(), clusters.old.dsn(), scoped, repeat=1, generic=False)
         assert {r.status for r in result.statements} <= {"unchanged", "plan_changed", "improved"}
         assert len(result.statements) == len(mine)

@@ -45,7 +45,8 @@ def scenario(clusters: Pair, tmp_path_factory: pytest.TempPathFactory) -> dict:
         cap = cli("capture", "--dsn", old_dsn, "--top", "20", "-o", str(wl), "-q")
         assert cap.returncode == 0, cap.stderr
         before = cli("compare", old_dsn, new_dsn, "-w", str(wl), "-o", str(tmp / "before.html"),
-                     "--json", str(tmp / "before.json"), "-q")
+                     "--json", str(tmp / "before.json"), "-q", "--runs", str(tmp / "runs.csv"),
+                     "--save-recording", str(tmp / "before.recording.json"))
         with psycopg.connect(new_dsn, autocommit=True) as conn:
             conn.execute("ANALYZE")
         after = cli("compare", old_dsn, new_dsn, "-w", str(wl), "-o", str(tmp / "after.html"),
@@ -121,6 +122,31 @@ def test_json_contract(scenario: dict) -> None:
         for c in f["causes"]:
             assert set(c) == {"kind", "detail", "fix", "subject"} and c["kind"] in CAUSES
         assert re.fullmatch(r"[a-z_]+", f["kind"]) and f["severity"] in {"blocker", "warning", "info"}
+
+
+def test_the_runs_table_and_the_recording_keep_the_evidence(scenario: dict) -> None:
+    """--runs: every measured run, pairs sharing their number; --save-recording: judged again
+    without a server, the same verdict and findings."""
+    import pandas as pd
+
+    from planguard.config import Thresholds
+    from planguard.judge import comparison_of
+    from planguard.loader import load
+    from planguard.recording import Recording
+
+    tmp, report = scenario["tmp"], scenario["before_json"]
+    runs = pd.read_csv(tmp / "runs.csv")
+    assert set(runs["side"]) == {"old", "new"} and {"custom", "generic"} <= set(runs["mode"])
+    counted = sum(s[side]["runs"] for st in report["statements"] for s in st["param_sets"] for side in ("old", "new"))
+    assert len(runs[runs["mode"] == "custom"]) == counted
+    pairs = runs.pivot_table(index=["statement", "param_set", "mode", "run"], columns="side",
+                             values="execution_ms", aggfunc="count")
+    assert (pairs["old"] == pairs["new"]).all(), "every run has its pair on the other side"
+    again = comparison_of(load(tmp / "workloads" / "demo.json"), Recording.load(tmp / "before.recording.json"),
+                          Thresholds(), repeat=5, redact=False, started_at="", duration_s=0.0)
+    assert again.verdict.decision == report["verdict"]
+    assert sorted((f.kind, f.object) for f in again.findings) == sorted(
+        (f["kind"], f["object"]) for f in report["findings"])
 
 
 def test_html_is_self_contained_and_escaped(scenario: dict) -> None:

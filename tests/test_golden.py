@@ -14,9 +14,9 @@ import pytest
 
 from planguard.config import Thresholds
 from planguard.judge import comparison_of
+from planguard.loader import load
 from planguard.recording import Recording
 from planguard.report import to_dict
-from planguard.workload import load
 from tests.fixtures.record_recordings import OUT, dump
 
 NAMES = sorted(p.name.removesuffix(".recording.json") for p in OUT.glob("*.recording.json"))

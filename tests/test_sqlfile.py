@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from planguard.errors import WorkloadError
-from planguard.workload import load
+from planguard.loader import load
 from tests.conftest import Pair
 
 EXAMPLE = Path(__file__).parent.parent / "workloads" / "example.sql"

@@ -1,4 +1,4 @@
-"""Table statistics of every user table (I/O): ``gather_all(conn)`` -> ``TableStats``.
+"""Table statistics of every user table (I/O): ``gather_tables(conn)`` -> ``TableStats``.
 
 Read by the ``statistics`` family (:mod:`planguard.catalog.statistics`); the rules that
 judge them are in :mod:`planguard.checks.freshness`.  ``USER_RELATION`` is the SQL
@@ -43,7 +43,7 @@ ORDER BY 1
 """
 
 
-def gather_all(conn: psycopg.Connection) -> tuple[TableStats, ...]:
+def gather_tables(conn: psycopg.Connection) -> tuple[TableStats, ...]:
     """Catalog statistics for every user table of the connected database."""
     rows = conn.execute(_ALL_SQL, ()).fetchall()
     return tuple(TableStats(*row) for row in rows)

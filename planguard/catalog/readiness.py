@@ -20,12 +20,8 @@ from planguard.catalog import environment, indexes, sequences, settings, statist
 from planguard.checks.readiness import ClusterSnapshot, FamilyError, evaluate_all
 from planguard.checks.sequences import DEFAULT_MAX_SCAN_BYTES
 from planguard.config import Thresholds
+from planguard.errors import one_line
 from planguard.findings import Finding
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def gather_all(conn: psycopg.Connection, *,
@@ -56,7 +52,7 @@ def gather_all(conn: psycopg.Connection, *,
                 snaps[family] = read(conn)
         except psycopg.Error as exc:
             snaps[family] = None
-            errors.append(FamilyError(family, _reason(exc)))
+            errors.append(FamilyError(family, one_line(exc)))
     return ClusterSnapshot(db.server_version_num(conn), str(info[0]), str(info[1]), errors=tuple(errors),
                            **snaps)
 

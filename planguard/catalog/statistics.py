@@ -1,6 +1,6 @@
 """Planner statistics of every user table (I/O): ``gather(conn)`` -> ``StatisticsSnapshot``.
 
-Table statistics (:func:`planguard.catalog.freshness.gather_all`), ``pg_stats`` per column
+Table statistics (:func:`planguard.catalog.freshness.gather_tables`), ``pg_stats`` per column
 and per expression-index column, and extended statistics; why they matter and how they are
 judged: :mod:`planguard.checks.statistics`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from planguard.catalog.freshness import USER_RELATION, gather_all
+from planguard.catalog.freshness import USER_RELATION, gather_tables
 from planguard.checks.statistics import ColumnStats, ExtendedStats, StatisticsSnapshot
 from planguard.db import MARK
 
@@ -71,7 +71,7 @@ def gather(conn: psycopg.Connection) -> StatisticsSnapshot:
     version = int(conn.info.server_version)
     row = conn.execute(MARK + "SELECT current_database(), quote_ident(current_user)").fetchone()
     assert row is not None
-    tables = gather_all(conn)
+    tables = gather_tables(conn)
     columns = tuple(ColumnStats(*r) for r in conn.execute(_COLUMNS_SQL).fetchall())
     target = sql.SQL("(CASE WHEN x.stxstattarget < 0 THEN NULL ELSE x.stxstattarget END)::int"
                      if version >= 130000 else "NULL::int")

@@ -1,5 +1,5 @@
 """Statistics freshness of every user table (pure; read by
-:func:`planguard.catalog.freshness.gather_all` for the ``statistics`` check family,
+:func:`planguard.catalog.freshness.gather_tables` for the ``statistics`` check family,
 which ``check`` and ``compare`` both run).
 
 ``never_analyzed`` (blocker): the table holds data but the planner has no

@@ -4,23 +4,19 @@ a self-contained HTML page for reviewers.  Both render from one context object."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from planguard.model import Comparison
+from planguard.model import CheckResult, Comparison
 from planguard.report.html import render_html
 from planguard.report.json import check_to_dict, dump_json, to_dict
 
 __all__ = ["check_to_dict", "dump_json", "render_html", "to_dict", "write_reports"]
 
 
-def write_reports(comparison: Comparison | dict[str, Any], html: Path | None,
-                  json: Path | None) -> dict[str, Path]:
-    """Write the requested reports (creating folders); returns {"html": path, "json": path}.
-
-    ``comparison``: a Comparison, or an already built context (``check_to_dict``).
-    """
+def write_reports(result: Comparison | CheckResult, html: Path | None, json: Path | None) -> dict[str, Path]:
+    """Write the requested reports of a comparison or a check (creating folders); returns
+    {"html": path, "json": path}."""
     written: dict[str, Path] = {}
-    context = comparison if isinstance(comparison, dict) else to_dict(comparison)
+    context = check_to_dict(result) if isinstance(result, CheckResult) else to_dict(result)
     if json is not None:
         json.parent.mkdir(parents=True, exist_ok=True)
         json.write_text(dump_json(context))

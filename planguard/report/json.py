@@ -13,12 +13,10 @@ from typing import Any
 from pglast.parser import normalize
 
 from planguard.calls import STATUSES, Call
-from planguard.checks.readiness import ClusterSnapshot
-from planguard.config import Thresholds
 from planguard.diff import Change
-from planguard.findings import Finding
 from planguard.measure import Digest, Measurement
 from planguard.model import (
+    CheckResult,
     Comparison,
     Coverage,
     GenericResult,
@@ -32,7 +30,7 @@ from planguard.model import (
 )
 from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
 from planguard.timing import CLASS_NAMES, NoiseFloor
-from planguard.verdict import Verdict, sort_findings
+from planguard.verdict import sort_findings
 from planguard.workload import is_guess
 
 FORMAT_VERSION = 1
@@ -252,25 +250,24 @@ def to_dict(c: Comparison) -> dict[str, Any]:
     }
 
 
-def check_to_dict(findings: list[Finding], verdict: Verdict, old: ClusterSnapshot, new: ClusterSnapshot,
-                  old_dsn: str, new_dsn: str, thresholds: Thresholds, started_at: str,
-                  duration_s: float) -> dict[str, Any]:
+def check_to_dict(result: CheckResult) -> dict[str, Any]:
     """The report of ``planguard check``: the same contract, without statements."""
+    verdict, old, new = result.verdict, result.old, result.new
     return {
         "format_version": FORMAT_VERSION,
         "kind": "check",
         "verdict": verdict.decision,
         "exit_code": verdict.exit_code,
         "reasons": list(verdict.reasons),
-        "generated_at": started_at,
-        "duration_s": round(duration_s, 2),
+        "generated_at": result.started_at,
+        "duration_s": round(result.duration_s, 2),
         "repeat": 0,
         "redacted": False,
-        "thresholds": asdict(thresholds),
+        "thresholds": asdict(result.thresholds),
         "old": {"server_version": old.server_version, "server_version_num": old.server_version_num,
-                "dsn": old_dsn, "database": old.database},
+                "dsn": result.old_label, "database": old.database},
         "new": {"server_version": new.server_version, "server_version_num": new.server_version_num,
-                "dsn": new_dsn, "database": new.database},
+                "dsn": result.new_label, "database": new.database},
         "workload": None,
         "summary": {status: 0 for status in STATUSES},
         "impact": None,
@@ -278,7 +275,7 @@ def check_to_dict(findings: list[Finding], verdict: Verdict, old: ClusterSnapsho
         "coverage": None,
         "load": None,
         "statements": [],
-        "findings": [asdict(f) for f in sort_findings(findings)],
+        "findings": [asdict(f) for f in sort_findings(result.findings)],
         "tables": [],
     }
 
