@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from planguard.findings import SEVERITIES, Finding
+from planguard.findings import NEVER_ANALYZED, PLAN_REGRESSION, QUERY_ERROR, SEVERITIES, STALE_STATS, Finding
 
 GO, NO_GO = "GO", "NO-GO"
 # Kinds that explain an outage come before their symptoms.
-KIND_ORDER = ("never_analyzed", "plan_regression", "query_error", "stale_stats")
+KIND_ORDER = (NEVER_ANALYZED, PLAN_REGRESSION, QUERY_ERROR, STALE_STATS)
 
 
 @dataclass(frozen=True)
