@@ -276,12 +276,14 @@ def demo(rows: int, workdir: Path, repeat: int, quiet: bool) -> None:
     from planguard.demo import run
 
     result = run(workdir, rows=rows, repeat=repeat, progress=_progress(quiet))
-    click.echo("\nAs restored (biggest table never analyzed on NEW):")
-    _print_verdict(result.before.verdict.decision, result.before.verdict.reasons, limit=3)
-    click.echo(f"  report: {result.reports['html']}")
-    click.echo("\nAfter ANALYZE on NEW:")
-    _print_verdict(result.after.verdict.decision, result.after.verdict.reasons, limit=3)
-    click.echo(f"  report: {result.reports['after_html']}")
+    shown = (("As restored (biggest table never analyzed on NEW):", result.before, "html"),
+             ("After ANALYZE on NEW:", result.after, "after_html"))
+    for title, comparison, report in shown:
+        click.echo(f"\n{title}")
+        _print_verdict(comparison.verdict.decision, comparison.verdict.reasons, limit=3)
+        if comparison.coverage is not None:
+            click.echo(f"  {comparison.coverage.text()}")
+        click.echo(f"  report: {result.reports[report]}")
     click.echo(f"\nworkload: {result.reports['workload']}")
 
 
