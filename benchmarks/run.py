@@ -44,14 +44,10 @@ def pure_throughput(seconds: float = 2.0) -> tuple[float, int]:
 
 
 def server_seconds(result, side: str) -> float:  # type: ignore[no-untyped-def]
-    """Execution time the statements took on one side, warm-up included (medians x runs)."""
-    total = 0.0
-    for s in result.statements:
-        for p in s.param_sets:
-            m = getattr(p, side)
-            if m.median_ms is not None:
-                total += m.median_ms * (m.runs + 1)
-    return total / 1000
+    """Server time (planning + execution) of every statement execution on one side, warm-ups,
+    generic plans and confirmation rounds included, as the comparison recorded it."""
+    assert result.load is not None
+    return (result.load[0] if side == "old" else result.load[1]).server_ms / 1000
 
 
 def main() -> None:
@@ -80,10 +76,12 @@ def main() -> None:
             both = compare(old.dsn(), new.dsn(), wl, repeat=args.repeat)
             wall = time.perf_counter() - t
             o, n = server_seconds(both, "old"), server_seconds(both, "new")
-            print(f"compare {label}: {both.verdict.decision}; wall {wall:.2f} s; statement execution "
-                  f"OLD {o:.2f} s + NEW {n:.2f} s; wall / (OLD + NEW) = {wall / max(o + n, 1e-9):.2f} "
+            print(f"compare {label}: {both.verdict.decision}; wall {wall:.2f} s; server time of the "
+                  f"statements OLD {o:.2f} s + NEW {n:.2f} s ({both.load[0].executions} + "
+                  f"{both.load[1].executions} executions); "
+                  f"wall / (OLD + NEW) = {wall / max(o + n, 1e-9):.2f} "
                   f"(< 1: the sides ran at once); wall / slower side = {wall / max(o, n, 1e-9):.2f} "
-                  f"(planguard's overhead factor)")
+                  f"(planguard's overhead factor, catalog reads and pairing included)")
 
 if __name__ == "__main__":
     main()
