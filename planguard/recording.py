@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from planguard.checks.readiness import ClusterSnapshot
-from planguard.errors import WorkloadError
+from planguard.errors import PlanguardError, WorkloadError
 from planguard.measure import Digest, Run, Warmup
 from planguard.plan import Plan, parse_plan, plan_json
 from planguard.workload import ParamSet, Statement
@@ -111,9 +111,12 @@ class Recording:
     new: SideRecord
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"format": RECORDING_FORMAT, "old": self.old.to_dict(),
-                                    "new": self.new.to_dict()}, sort_keys=True) + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"format": RECORDING_FORMAT, "old": self.old.to_dict(),
+                                        "new": self.new.to_dict()}, sort_keys=True) + "\n")
+        except OSError as exc:
+            raise PlanguardError(f"cannot write the recording {path}: {exc.strerror or exc}") from exc
 
     @classmethod
     def load(cls, path: Path) -> Recording:

@@ -40,3 +40,17 @@ def test_a_recording_round_trips(tmp_path: Path) -> None:
     recording = Recording.load(OUT / "demo_as_restored.recording.json")
     recording.save(tmp_path / "again.json")
     assert Recording.load(tmp_path / "again.json") == recording
+
+
+def test_recording_files_fail_with_one_clear_line(tmp_path: Path) -> None:
+    from planguard.errors import PlanguardError, WorkloadError
+
+    recording = Recording.load(OUT / "demo_after_analyze.recording.json")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PlanguardError, match="cannot write the recording"):
+        recording.save(tmp_path / "file" / "inside.json")  # a file where a folder should be
+    (tmp_path / "bad.json").write_text('{"format": 9}')
+    with pytest.raises(WorkloadError, match="not a planguard recording of format 1"):
+        Recording.load(tmp_path / "bad.json")
+    with pytest.raises(WorkloadError, match="cannot read recording"):
+        Recording.load(tmp_path / "missing.json")
