@@ -35,6 +35,7 @@ from planguard.capture import capture
 from planguard.clusters import Cluster, pick_pair
 from planguard.compare import compare
 from planguard.model import Comparison
+from planguard.safety import Policy
 from planguard.workload import Workload
 from tests.fixtures import tpch
 from tests.fixtures.trust_scenarios import (
@@ -113,7 +114,7 @@ class Tally:
 
 def timed(old_dsn: str, new_dsn: str, workload: Workload) -> tuple[Comparison, float]:
     t = time.perf_counter()
-    result = compare(old_dsn, new_dsn, workload, repeat=5)
+    result = compare(old_dsn, new_dsn, workload, repeat=5, policy=Policy(allow_same_cluster=True))
     return result, time.perf_counter() - t
 
 

@@ -60,8 +60,11 @@ def classify(old: Measurement, new: Measurement, t: Thresholds, noise: NoiseFloo
     ``paired``: the runs of both sides were taken in pairs (the default for OLD against
     NEW); False for comparisons of series taken apart (a custom plan against a generic one).
     """
+    for side, m in (("NEW", new), ("OLD", old)):
+        if m.not_measured:
+            return Call("error", f"not measured on {side}: {m.error}")
     if not new.ok and not old.ok:
-        return Call("error", f"fails on both clusters: {new.error}")
+        return Call("error", f"fails on both clusters, an existing error: {new.error}")
     if not new.ok:
         return Call("error", f"fails on NEW only: {new.error}")
     if not old.ok:

@@ -43,14 +43,32 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except PlanguardError as exc:
             _fail(str(exc))
-        except KeyboardInterrupt:
-            _fail("interrupted")
+        except KeyboardInterrupt as exc:
+            _fail(str(exc) or "interrupted")
         except Exception as exc:
             if os.environ.get("PLANGUARD_DEBUG"):
                 raise
             _fail(f"unexpected {type(exc).__name__}: {exc} (set PLANGUARD_DEBUG=1 for a traceback)")
 
     return wrapper  # type: ignore[return-value]
+
+
+class Duration(click.ParamType):
+    """Seconds, or a number with a unit: ``90s``, ``15m``, ``1.5h``."""
+
+    name = "duration"
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+        try:
+            seconds = float(text[:-1] if unit else text) * (unit or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (seconds, or 90s, 15m, 1.5h)", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be more than 0", param, ctx)
+        return seconds
 
 
 def _limits(statement_timeout: int, lock_timeout: int) -> db.SessionLimits:
@@ -166,37 +184,84 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @click.option("--generic/--no-generic", default=True, show_default=True,
               help="Also measure each statement's generic plan (what a prepared statement may "
                    "switch to after 5 executions) and whether the plan cache would pick it.")
+@click.option("--writes", type=click.Choice(["rollback", "explain", "skip"]), default="rollback",
+              show_default=True,
+              help="Writes (INSERT, UPDATE, DELETE, MERGE, FOR UPDATE): executed in a transaction that "
+                   "is always rolled back, planned only, or not run.  A rolled-back write still locks "
+                   "its rows while it runs, writes WAL, consumes sequence values and fires triggers.")
+@click.option("--max-query-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
+              help="Do not execute statements whose mean time on OLD exceeds this (they are planned "
+                   "only, and say so).")
+@click.option("--max-total", type=Duration(), metavar="DURATION",
+              help="Time budget for the whole run (90s, 15m, 1h): then what was measured is judged "
+                   "and reported as partial.")
+@click.option("--max-old-server-time", type=Duration(), metavar="DURATION",
+              help="Server time planguard may spend executing statements on OLD (production); then "
+                   "the run stops, as with --max-total.")
+@click.option("--polite", type=click.IntRange(min=0), metavar="SESSIONS",
+              help="Pause while OLD has more than this many active sessions (the role needs "
+                   "pg_read_all_stats to see other roles').")
+@click.option("--polite-max-lag", type=Duration(), metavar="DURATION",
+              help="Pause while a replica or subscriber of OLD lags by more than this.")
+@click.option("--resume", "resume_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Complete an interrupted or partial comparison: its JSON report (or its "
+                   "recording); only what is missing runs.")
+@click.option("--allow-same-cluster", is_flag=True,
+              help="Let OLD and NEW be one cluster (it proves nothing about a cutover; for testing "
+                   "planguard itself).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_safety_options
 @handle_errors
 def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
             json_path: Path | None, repeat: int, check_results: bool, redact: bool, generic: bool,
-            save_recording: Path | None, runs_path: Path | None, quiet: bool,
+            save_recording: Path | None, runs_path: Path | None, writes: str,
+            max_query_ms: float | None, max_total: float | None, max_old_server_time: float | None,
+            polite: int | None, polite_max_lag: float | None, resume_path: Path | None,
+            allow_same_cluster: bool, quiet: bool,
             statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD and NEW on a workload and print GO or NO-GO.
 
     Runs every statement with EXPLAIN (ANALYZE, BUFFERS) on both clusters at once
     (SELECTs read-only, writes in a transaction that is always rolled back),
     diffs the plans, checks statistics freshness on NEW, and writes the reports.
-    Exit code 0 GO, 1 NO-GO, 2 error.
+    Ctrl-C or SIGTERM cancels what runs on both servers and saves the partial result
+    (complete it with --resume).  Exit code 0 GO, 1 NO-GO, 2 error or partial.
     """
     from planguard.analysis import summaries
+    from planguard.budget import Budget
     from planguard.compare import compare as do_compare
     from planguard.config import load_thresholds
+    from planguard.interrupt import Stop, signals
     from planguard.loader import load
-    from planguard.report import write_reports
+    from planguard.recording import BUDGET, resume_from
+    from planguard.report import check_writable, write_reports
+    from planguard.safety import Policy
 
     thresholds = load_thresholds(threshold_flags)
     workload = load(workload_path)
     stem = workload_path.stem
     html = html or Path("reports") / f"{stem}.html"
     json_path = json_path or Path("reports") / f"{stem}.json"
-    result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
-                        limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
-                        generic=generic, redact=redact, check_results=check_results,
-                        save_recording=save_recording, runs=runs_path)
-    paths = write_reports(result, html, json_path)
+    partial = json_path.with_name(f"{json_path.stem}.recording.json")
+    check_writable([p for p in (html, json_path, save_recording or partial, runs_path) if p])
+    resume = resume_from(resume_path) if resume_path else None
+    budget = Budget(max_total, max_old_server_time, polite,
+                    polite_max_lag if polite_max_lag is not None else (30.0 if polite is not None else None))
+    stop = Stop()
+    with signals(stop):
+        result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
+                            limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
+                            generic=generic, redact=redact, check_results=check_results,
+                            save_recording=save_recording, runs=runs_path,
+                            policy=Policy(writes, max_query_ms, allow_same_cluster), budget=budget,
+                            stop=stop, resume=resume, partial_recording=partial)
+        paths = write_reports(result, html, json_path)
+    if result.stopped is not None and result.stopped.kind != BUDGET:
+        _fail(f"{result.stopped.reason}: partial result saved to {paths['json']} (report {paths['html']}, "
+              f"recording {result.recording}); complete it with --resume {paths['json']}")
     _print_verdict(result.verdict.decision, result.verdict.reasons)
+    if result.stopped is not None:
+        click.echo(f"  partial: {result.stopped.reason}; complete it with --resume {paths['json']}")
     if result.coverage is not None:
         click.echo(f"  {result.coverage.text()}")
     top = summaries(result)["impact"]

@@ -8,6 +8,7 @@ check against production never waits on a lock or runs away.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
@@ -31,6 +32,12 @@ class SessionLimits:
     idle_in_transaction_ms: int = 60_000
 
 
+def dsn_error(exc: Exception) -> str:
+    """libpq's complaint about a malformed DSN, without the values it quotes (a password may be
+    among them): ``missing "=" after "…" in connection info string``."""
+    return re.sub(r'(after|value|token:|parameter:|string:) "[^"]*"', r'\1 "…"', one_line(exc))
+
+
 def redact_dsn(dsn: str) -> str:
     """The DSN without its password, for messages and files."""
     try:
@@ -46,26 +53,35 @@ def with_dbname(dsn: str, dbname: str | None, *, override: bool = False) -> str:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise PlanguardError(f"invalid DSN: {str(exc).strip()}") from exc
+        raise PlanguardError(f"invalid DSN: {dsn_error(exc)}") from exc
     if dbname and (override or "dbname" not in params):
         params["dbname"] = dbname
     return make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
-def connect(dsn: str, *, label: str, limits: SessionLimits | None = None) -> psycopg.Connection:
+# TCP keepalives (libpq's own options) unless the DSN sets them: a cluster that vanishes
+# without closing its sockets (a host or network gone) is noticed in about 25 s, not hours.
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",
+              "keepalives_count": "3"}
+
+
+def connect(dsn: str, *, label: str, limits: SessionLimits | None = None,
+            connect_timeout: int = 10) -> psycopg.Connection:
     """Open an autocommit connection with planguard's session limits.
 
     ``label`` ("old", "new") names the cluster in error messages.
     """
     limits = limits or SessionLimits()
     try:
-        conninfo_to_dict(dsn)
+        given = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise PlanguardError(f"invalid DSN for {label}: {str(exc).strip()}") from exc
+        raise PlanguardError(f"invalid DSN for {label}: {dsn_error(exc)}") from exc
+    extra = {k: v for k, v in KEEPALIVES.items() if k not in given}
     try:
-        conn = psycopg.connect(
-            dsn, autocommit=True, application_name=APP_NAME, connect_timeout=10
-        )
+        conn = psycopg.connect(make_conninfo(
+            dsn, application_name=APP_NAME,
+            connect_timeout=str(given.get("connect_timeout") or connect_timeout), **extra,
+        ), autocommit=True)
     except psycopg.Error as exc:
         raise ConnectionFailed(
             f"cannot connect to {label} cluster ({redact_dsn(dsn)}): {one_line(exc, last=True)}"
@@ -89,3 +105,23 @@ def server_version_num(conn: psycopg.Connection) -> int:
 def server_version(conn: psycopg.Connection) -> str:
     row = conn.execute("SHOW server_version").fetchone()
     return str(row[0]) if row else ""
+
+
+def identity(conn: psycopg.Connection) -> str:
+    """What tells this running cluster from another: its port, when its postmaster started,
+    and its system identifier where the role may read it.  Two databases of one cluster have
+    the same identity; a replica or a restored copy has its own."""
+    row = conn.execute(MARK + "SELECT current_setting('port'), pg_postmaster_start_time()::text").fetchone()
+    assert row is not None
+    text = f"port {row[0]}, started {row[1]}"
+    try:
+        sysid = conn.execute(MARK + "SELECT system_identifier FROM pg_control_system()").fetchone()
+    except psycopg.Error:
+        return text
+    return text + (f", system {sysid[0]}" if sysid else "")
+
+
+def in_recovery(conn: psycopg.Connection) -> bool:
+    """A replica (hot standby): it cannot execute writes, not even rolled back."""
+    row = conn.execute(MARK + "SELECT pg_is_in_recovery()").fetchone()
+    return bool(row and row[0])

@@ -20,15 +20,31 @@ from psycopg import errors, sql
 
 from planguard.db import MARK
 from planguard.errors import ConnectionFailed, one_line
-from planguard.measure import Digest, Run
+from planguard.measure import LOCK_TIMEOUT, Digest, Run
 from planguard.params import ParseFailure, analyze
 from planguard.plan import Plan, PlanFormatError, parse_plan
+from planguard.safety import one_statement
 
 EXPLAIN = "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, FORMAT JSON) "
 
 
 class QueryFailed(Exception):
     """The statement failed on this cluster; ``str()`` is a one-line reason."""
+
+
+class Cancelled(Exception):
+    """The statement was cancelled on request (planguard stopping, or another session's
+    ``pg_cancel_backend``): it says nothing about the statement."""
+
+
+def failure(conn: psycopg.Connection, exc: psycopg.Error) -> Exception:
+    """What a failed statement means: the connection lost (``ConnectionFailed``), a cancel
+    (``Cancelled``), or the statement's own failure (``QueryFailed``)."""
+    if conn.closed:
+        return ConnectionFailed(f"lost the connection: {one_line(exc)}")
+    if isinstance(exc, errors.QueryCanceled) and "user request" in one_line(exc):
+        return Cancelled(one_line(exc))
+    return QueryFailed(reason(exc))
 
 
 def needs_rollback(query: str) -> bool:
@@ -45,7 +61,7 @@ def reason(exc: psycopg.Error) -> str:
     if isinstance(exc, errors.QueryCanceled):
         return "cancelled by statement_timeout"
     if isinstance(exc, errors.LockNotAvailable):
-        return "gave up waiting for a lock (lock_timeout)"
+        return LOCK_TIMEOUT
     sqlstate = getattr(exc, "sqlstate", None)
     return one_line(exc) + (f" [{sqlstate}]" if sqlstate else "")
 
@@ -55,22 +71,22 @@ def fetch_rolled_back(conn: psycopg.Connection, statement: str | sql.Composed,
     """The one row a statement returns, run in its own transaction that is always rolled back.
 
     ``rollback_only`` False: the transaction is also READ ONLY.  Every statement
-    planguard runs against the workload's tables goes through here.
+    planguard runs against the workload's tables goes through here.  Text that is not exactly
+    one statement is refused unsent (``planguard.safety.one_statement``).
     """
-    conn.execute("BEGIN" if rollback_only else "BEGIN TRANSACTION READ ONLY")
+    if isinstance(statement, str) and not one_statement(statement):
+        raise QueryFailed("refused: the text is not exactly one statement")
     try:
-        with psycopg.RawCursor(conn) as cur:
-            cur.execute(statement, values or None, prepare=False)
-            row = cur.fetchone()
-    except psycopg.OperationalError as exc:
-        if conn.closed:
-            raise ConnectionFailed(f"lost the connection while running a statement: {exc}") from exc
-        raise QueryFailed(reason(exc)) from exc
+        conn.execute("BEGIN" if rollback_only else "BEGIN TRANSACTION READ ONLY")
+        try:
+            with psycopg.RawCursor(conn) as cur:
+                cur.execute(statement, values or None, prepare=False)
+                row = cur.fetchone()
+        finally:
+            if not conn.closed:
+                conn.execute("ROLLBACK")
     except psycopg.Error as exc:
-        raise QueryFailed(reason(exc)) from exc
-    finally:
-        if not conn.closed:
-            conn.execute("ROLLBACK")
+        raise failure(conn, exc) from exc
     if row is None:
         raise QueryFailed("the statement returned no row")
     return tuple(row)
@@ -89,6 +105,14 @@ def explain_once(conn: psycopg.Connection, query: str, values: tuple[str | None,
     return Run.of(_plan_of(fetch_rolled_back(conn, MARK + EXPLAIN + query, values, rollback_only)))
 
 
+def plan_with(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
+              rollback_only: bool) -> Plan:
+    """The plan for these values, never executed (EXPLAIN without ANALYZE: not even a
+    data-modifying WITH runs), in a transaction that is rolled back."""
+    return _plan_of(fetch_rolled_back(conn, MARK + "EXPLAIN (VERBOSE, FORMAT JSON) " + query, values,
+                                      rollback_only))
+
+
 # -- generic plans -------------------------------------------------------------------
 # A prepared statement runs custom plans for its first five executions, then the plan
 # cache may switch to one generic plan for all parameter values.  That plan can be bad
@@ -104,14 +128,18 @@ def _literals(values: tuple[str | None, ...]) -> sql.Composable:
 def prepare(conn: psycopg.Connection, query: str, cache_mode: str | None) -> str:
     """``PREPARE`` the statement under ``plan_cache_mode`` (None: the session's own, as the
     application gets it from the database and role settings); its name. Raises QueryFailed."""
+    if not one_statement(query):
+        raise QueryFailed("refused: the text is not exactly one statement")
     name = f"planguard_{next(_counter)}"
     try:
         if cache_mode is not None:
             conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(cache_mode)))
         conn.execute(sql.SQL(MARK + "PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
     except psycopg.Error as exc:
-        conn.execute("RESET plan_cache_mode")
-        raise QueryFailed(reason(exc)) from exc
+        if not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("RESET plan_cache_mode")
+        raise failure(conn, exc) from exc
     return name
 
 

@@ -161,9 +161,11 @@ PLAN_CHANGED = kind(
     fix='none needed')
 STATEMENT_SKIPPED = kind(
     'statement_skipped', 'info', 'statement',
-    severities='info (warning when its generic plans differ)',
-    why='no executable parameter set could be built; its generic plans were compared without execution',
-    fix='add `param_sets` in the workload file')
+    severities='info (warning when its plans differ)',
+    why='not executed: no executable parameter set could be built, a write under `--writes explain` or '
+        '`skip` (or on a replica), or above `--max-query-ms`; its plans were compared without execution '
+        '(with its values when it has some), except under `--writes skip`',
+    fix='add `param_sets` in the workload file; `--writes rollback`; raise `--max-query-ms`')
 GENERIC_PLAN_REGRESSION = kind(
     'generic_plan_regression', 'blocker', 'statement',
     severities="blocker (NEW's plan cache would use a changed, worse generic plan), else warning",
@@ -205,6 +207,26 @@ EMPTY_RESULT = kind(
     why='a parameter set finds no row on OLD although pg_stat_statements says the statement returns rows: '
         "its timings may not stand for production's calls",
     fix='real values: `--from-log`, or `param_sets`')
+NOT_MEASURED = kind(
+    'not_measured', 'warning', 'statement',
+    severities='warning',
+    why='a parameter set could not be measured for a reason of the moment, not of the statement: a lock '
+        'another session held past `lock_timeout`, or the run stopped while it ran; it counts against '
+        'coverage',
+    fix='release the lock (`pg_blocking_pids`), then `compare ... --resume RESULT.json`')
+RUN_STOPPED = kind(
+    'run_stopped', 'blocker', 'workload',
+    severities='blocker (a signal or a fault: the result is partial); warning (a budget ran out: the '
+               'partial result is judged, coverage decides)',
+    why='the comparison ended before the end of its workload: interrupted, a cluster lost, or '
+        '`--max-total` / `--max-old-server-time` spent; what was measured is kept',
+    fix='`planguard compare OLD NEW -w WORKLOAD --resume RESULT.json` completes only what is missing')
+SAME_CLUSTER = kind(
+    'same_cluster', 'warning', 'cluster',
+    severities='warning',
+    why='OLD and NEW are the same cluster (allowed with `--allow-same-cluster`): the comparison proves '
+        'nothing about a cutover, only about planguard and the noise',
+    fix='point NEW at the new cluster')
 CHECK_INCOMPLETE = kind(
     'check_incomplete', 'blocker', 'check',
     severities='blocker',

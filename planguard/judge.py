@@ -24,11 +24,14 @@ from planguard.findings import (
     GENERIC_PLAN_REGRESSION,
     GENERIC_PLAN_SLOWER,
     INCOMPLETE_COVERAGE,
+    NOT_MEASURED,
     PLAN_CHANGED,
     PLAN_REGRESSION,
     QUERY_ERROR,
     RESULT_MISMATCH,
     RESULT_ORDER,
+    RUN_STOPPED,
+    SAME_CLUSTER,
     SLOWER_SAME_PLAN,
     STATEMENT_SKIPPED,
     UNSTABLE_TIMING,
@@ -39,8 +42,9 @@ from planguard.findings import (
     listing,
     sql_literal,
 )
-from planguard.measure import WARMUP_MAX_RUNS, Measurement, summarize
+from planguard.measure import NOT_FINISHED, WARMUP_MAX_RUNS, Measurement, summarize
 from planguard.model import (
+    NOT_REACHED,
     Comparison,
     Coverage,
     GenericResult,
@@ -58,13 +62,17 @@ from planguard.model import (
 from planguard.params import result_shape
 from planguard.plan import Plan, indexes_used, relations
 from planguard.recording import (
+    BUDGET,
     CONFIRM,
     CUSTOM,
+    FAULT,
     GENERIC,
+    INTERRUPTED,
     Key,
     Recording,
     ServerInfo,
     SideRecord,
+    Stopped,
     param_sets_of,
 )
 from planguard.timing import NoiseFloor, noise_floor
@@ -102,6 +110,15 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
                 "settle whether NEW is slower, and nothing deterministic (plan, buffers) says it is.",
                 "-- run compare again when both clusters are quiet, or with a higher --repeat", subject,
             ))
+        elif res.status == "error" and dec is not None and (dec.new.not_measured or dec.old.not_measured):
+            out.append(Finding(
+                NOT_MEASURED, "warning", obj,
+                f"{obj} ({rate}) with parameters '{dec.label}' was {dec.call.reason}: that says nothing "
+                "about the statement, and it is not judged (it counts against coverage).",
+                "-- find who holds the lock: SELECT pid, pg_blocking_pids(pid), query FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock';\n-- then complete the comparison: planguard compare OLD NEW "
+                "-w WORKLOAD --resume RESULT.json", subject,
+            ))
         elif res.status == "error" and dec is not None:
             new_only = dec.new.error is not None and dec.old.error is None
             both = dec.new.error is not None and dec.old.error is not None
@@ -115,6 +132,8 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
                 "function?) before the cutover" if new_only else
                 "-- fix the parameter values in the workload file, or the statement", subject,
             ))
+        elif res.not_reached:
+            pass  # the run stopped before it: run_stopped says so, once
         elif res.status == "skipped":
             po = res.plan_only
             if po is None:
@@ -122,10 +141,10 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
             elif po.error:
                 seen = f" Its generic plan could not be compared ({po.error})."
             elif po.changes:
-                seen = (" Its generic plans (compared without execution) differ: "
+                seen = (" Its plans (compared without execution) differ: "
                         + "; ".join(c.detail for c in po.changes) + ".")
             else:
-                seen = " Its generic plans (compared without execution) are the same."
+                seen = " Its plans (compared without execution) are the same."
             out.append(Finding(
                 STATEMENT_SKIPPED, "warning" if po and po.changes else "info", obj,
                 f"{obj} ({rate}) was not run: {res.reason}.{seen}",
@@ -341,17 +360,17 @@ def _cold_cache(old: SideRecord, new: SideRecord) -> list[Finding]:
     return [Finding(COLD_CACHE, "info", "NEW", message, remediation, Subject("cluster", "NEW"))]
 
 
-def _measurement(rec: SideRecord, key: Key) -> Measurement:
+def _measurement(rec: SideRecord, key: Key, missing: str) -> Measurement:
     warmup = rec.warmups.get(key)
     if key in rec.errors:
         return Measurement(error=rec.errors[key], warmup=warmup)
     runs = rec.runs.get(key)
-    return summarize(runs, warmup) if runs else Measurement(error="not run", warmup=warmup)
+    return summarize(runs, warmup) if runs else Measurement(error=missing, warmup=warmup)
 
 
 def _measured(old: SideRecord, new: SideRecord, key: Key, thresholds: Thresholds, noise: NoiseFloor,
-              ) -> tuple[Measurement, Measurement, Call, tuple[Change, ...]]:
-    o, n = _measurement(old, key), _measurement(new, key)
+              missing: str = "not run") -> tuple[Measurement, Measurement, Call, tuple[Change, ...]]:
+    o, n = _measurement(old, key, missing), _measurement(new, key, missing)
     changes = (diff_plans(o.plan, n.plan) + runtime_changes(o.plan, n.plan)) if o.plan and n.plan else ()
     return o, n, classify(o, n, thresholds, noise), changes
 
@@ -409,15 +428,30 @@ class Judgement:
     coverage: Coverage
 
 
+def _reached(stmt: Statement, old: SideRecord, new: SideRecord) -> bool:
+    """The run got to the statement on some side (measured, failed or planned)."""
+    keys = {(stmt.key, ps.label, CUSTOM) for ps in param_sets_of(stmt)}
+    return stmt.key in old.plan_only or stmt.key in new.plan_only or any(
+        k in side.runs or k in side.errors for side in (old, new) for k in keys)
+
+
 def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresholds: Thresholds,
-          ) -> Judgement:
-    """Pure part of the comparison: calls, changes and findings from both sides' records."""
+          stopped: Stopped | None = None) -> Judgement:
+    """Pure part of the comparison: calls, changes and findings from both sides' records.
+
+    ``stopped``: the run ended early; the statements it did not reach are ``skipped`` (not
+    reached), the parameter sets it did not finish are not measured, and ``run_stopped`` says
+    why, once."""
     assert old_side.info and new_side.info
     noise = noise_floor([r.execution_ms for r in runs]
                         for rec in (old_side, new_side) for runs in rec.runs.values())
+    missing = "not run" if stopped is None else f"{NOT_FINISHED}not reached: {stopped.reason}"
     results: list[StatementResult] = []
     for stmt in workload.statements:
         sets = param_sets_of(stmt)
+        if stopped is not None and not _reached(stmt, old_side, new_side):
+            results.append(StatementResult(stmt, "skipped", f"{NOT_REACHED}{stopped.reason})"))
+            continue
         if stmt.skip_reason or not sets:
             results.append(StatementResult(stmt, "skipped", stmt.skip_reason or "no parameter set",
                                            plan_only=_plan_only(stmt, old_side, new_side)))
@@ -425,7 +459,7 @@ def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresh
         ps_results = []
         for ps in sets:
             o, n, call, changes = _measured(old_side, new_side, (stmt.key, ps.label, CUSTOM), thresholds,
-                                            noise)
+                                            noise, missing)
             generic = confirmation = None
             gkey, ckey = (stmt.key, ps.label, GENERIC), (stmt.key, ps.label, CONFIRM)
             if any(gkey in side.runs or gkey in side.errors for side in (old_side, new_side)):
@@ -450,8 +484,40 @@ def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresh
                                              thresholds, noise)
     coverage = coverage_of(results)
     findings = merge_findings(context, statement_findings + _cold_cache(old_side, new_side)
-                              + _coverage_findings(coverage, thresholds))
+                              + _coverage_findings(coverage, thresholds)
+                              + _stopped_findings(stopped, results)
+                              + _same_cluster(old_side.info, new_side.info))
     return Judgement(tuple(results), tuple(findings), noise, coverage)
+
+
+def _stopped_findings(stopped: Stopped | None, results: Sequence[StatementResult]) -> list[Finding]:
+    """A partial result says so once, with how far it got and how to finish it."""
+    if stopped is None:
+        return []
+    unreached = sum(1 for r in results if r.not_reached)
+    cut = len({k[0] for k in stopped.in_flight})
+    done = len(results) - unreached - cut
+    what = {INTERRUPTED: "It was interrupted", FAULT: "A fault stopped it", BUDGET: "A budget stopped it"}
+    return [Finding(
+        RUN_STOPPED, "warning" if stopped.kind == BUDGET else "blocker", "workload",
+        f"The comparison is partial. {what.get(stopped.kind, 'It stopped')}: {stopped.reason}. "
+        f"{done} of {len(results)} statements were compared, {cut} cut short, {unreached} not reached; "
+        + ("the verdict judges what was measured, and coverage decides." if stopped.kind == BUDGET else
+           "a partial result gives no GO."),
+        "-- complete only what is missing (the finished statements are kept):\n"
+        "planguard compare OLD NEW -w WORKLOAD --resume RESULT.json", Subject("workload", "workload"),
+    )]
+
+
+def _same_cluster(old: ServerInfo, new: ServerInfo) -> list[Finding]:
+    if old.identity is None or old.identity != new.identity:
+        return []
+    return [Finding(
+        SAME_CLUSTER, "warning", "NEW",
+        f"OLD and NEW are the same cluster (PostgreSQL {new.version}, {new.identity}): this proves "
+        "nothing about a cutover, only that planguard does not alarm on identical sides.",
+        "-- point NEW at the new cluster", Subject("cluster", "NEW"),
+    )]
 
 
 def _coverage_findings(cov: Coverage, t: Thresholds) -> list[Finding]:
@@ -481,7 +547,7 @@ def touched_tables(workload: Workload, results: Sequence[StatementResult],
 def comparison_of(workload: Workload, rec: Recording, thresholds: Thresholds, *, repeat: int,
                   redact: bool, started_at: str, duration_s: float) -> Comparison:
     """The comparison judged from a recording (pure)."""
-    judged = judge(workload, rec.old, rec.new, thresholds)
+    judged = judge(workload, rec.old, rec.new, thresholds, rec.stopped)
     assert rec.old.info and rec.new.info
     return Comparison(
         old=rec.old.info, new=rec.new.info, workload=workload, statements=judged.statements,
@@ -489,5 +555,7 @@ def comparison_of(workload: Workload, rec: Recording, thresholds: Thresholds, *,
         started_at=started_at, duration_s=duration_s,
         tables=touched_tables(workload, judged.statements, rec.new.readiness), redacted=redact,
         impact=workload_impact(judged.statements), noise=judged.noise, coverage=judged.coverage,
-        load=(Load(rec.old.executions, rec.old.server_ms), Load(rec.new.executions, rec.new.server_ms)),
+        load=(Load(rec.old.executions, rec.old.server_ms, rec.old.reconnects),
+              Load(rec.new.executions, rec.new.server_ms, rec.new.reconnects)),
+        stopped=rec.stopped, retries=rec.retries, paused_s=rec.paused_s,
     )

@@ -15,6 +15,17 @@ WARMUP_MAX_RUNS = 5
 WARMUP_BUDGET_MS = 5_000.0
 WARM_ENOUGH = 0.9
 
+# Errors that say nothing about the statement on that cluster, only about the moment: it was
+# not measured.  A lock another session held past lock_timeout, a run stopped before it
+# finished (a signal, a budget, the other cluster lost).
+LOCK_TIMEOUT = "gave up waiting for a lock another session holds (lock_timeout)"
+NOT_FINISHED = "not finished: "
+
+
+def not_measured(error: str | None) -> bool:
+    """The error is about the moment, not the statement (see ``LOCK_TIMEOUT``)."""
+    return error is not None and (error.startswith(NOT_FINISHED) or error.startswith(LOCK_TIMEOUT))
+
 
 @dataclass(frozen=True)
 class Run:
@@ -73,6 +84,11 @@ class Measurement:
     @property
     def ok(self) -> bool:
         return self.error is None and self.plan is not None
+
+    @property
+    def not_measured(self) -> bool:
+        """It failed for a reason of the moment (a lock held, the run stopped): no call."""
+        return not_measured(self.error)
 
     @property
     def samples(self) -> tuple[float, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from planguard.budget import Budget
 from planguard.calls import SEVERITY, Call
 from planguard.checks.freshness import TableStats
 from planguard.checks.readiness import ClusterSnapshot
@@ -20,7 +21,8 @@ from planguard.diff import Change
 from planguard.findings import SEVERITIES, Finding
 from planguard.measure import Digest, Measurement
 from planguard.plan import Plan
-from planguard.recording import ServerInfo
+from planguard.recording import ServerInfo, Stopped
+from planguard.safety import Policy
 from planguard.timing import NoiseFloor
 from planguard.verdict import Verdict
 from planguard.workload import Statement, Workload
@@ -210,7 +212,8 @@ def _judged(r: StatementResult) -> str | None:
         return r.reason
     if any(p.old.ok and p.new.ok for p in r.param_sets):
         return None
-    if any(p.new.error is not None and p.old.error is None for p in r.param_sets):
+    if any(p.new.error is not None and p.old.error is None and not p.new.not_measured
+           for p in r.param_sets):
         return None  # it fails on NEW only: that is a judgement (a blocker)
     return r.reason or "did not run on either side"
 
@@ -238,6 +241,9 @@ def coverage_of(results: Sequence[StatementResult]) -> Coverage:
                     tuple(unjudged), tuple(guessed))
 
 
+NOT_REACHED = "not reached: the run stopped before it ("
+
+
 @dataclass(frozen=True)
 class StatementResult:
     statement: Statement
@@ -245,6 +251,11 @@ class StatementResult:
     reason: str
     param_sets: tuple[ParamSetResult, ...] = ()
     plan_only: PlanOnly | None = None
+
+    @property
+    def not_reached(self) -> bool:
+        """A partial run stopped before it."""
+        return self.status == "skipped" and self.reason.startswith(NOT_REACHED)
 
     @property
     def generic_status(self) -> str | None:
@@ -266,6 +277,7 @@ class Load:
 
     executions: int
     server_ms: float  # their planning plus execution time
+    reconnects: int = 0  # sessions lost and opened again
 
 
 @dataclass(frozen=True)
@@ -286,6 +298,16 @@ class Comparison:
     noise: NoiseFloor | None = None  # measured on the clusters during this comparison
     load: tuple[Load, Load] | None = None  # what planguard asked of OLD and of NEW
     coverage: Coverage | None = None
+    stopped: Stopped | None = None  # the run ended early: a partial result
+    retries: int = 0  # steps run again after a lost session or a cancel
+    paused_s: float = 0.0  # waiting for a busy OLD (--polite)
+    policy: Policy | None = None  # writes, max_query_ms, same cluster, as the run honoured them
+    budget: Budget | None = None
+    recording: str | None = None  # where what both clusters answered was saved (--resume reads it)
+
+    @property
+    def partial(self) -> bool:
+        return self.stopped is not None
 
 
 

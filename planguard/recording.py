@@ -15,13 +15,15 @@ from typing import Any
 
 from planguard.checks.readiness import ClusterSnapshot
 from planguard.errors import PlanguardError, WorkloadError
-from planguard.measure import Digest, Run, Warmup
+from planguard.measure import Digest, Run, Warmup, not_measured
 from planguard.plan import Plan, parse_plan, plan_json
 from planguard.workload import ParamSet, Statement
 
 CUSTOM, GENERIC, CONFIRM = "custom", "generic", "confirm"
 Key = tuple[str, str, str]  # (statement key, parameter set label, CUSTOM | GENERIC | CONFIRM)
 RECORDING_FORMAT = 1
+# Why a run stopped early (``Stopped.kind``): a signal, a fault, a budget spent.
+INTERRUPTED, FAULT, BUDGET = "interrupted", "fault", "budget"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class ServerInfo:
     version: str
     version_num: int
     dsn: str  # redacted
+    # What tells one running cluster from another (port, postmaster start, system identifier):
+    # the same on both sides means one cluster compared with itself.
+    identity: str | None = None
 
     @property
     def major(self) -> int:
@@ -50,6 +55,28 @@ class SideRecord:
     digests: dict[tuple[str, str], Digest | str] = field(default_factory=dict)
     executions: int = 0  # EXPLAIN ANALYZE executions of workload statements, warm-ups included
     server_ms: float = 0.0  # their planning plus execution time
+    reconnects: int = 0  # sessions lost (terminated, dropped) and opened again
+
+    def done(self, key: Key) -> bool:
+        """``key`` was measured, or failed for a reason of its own (not cut short by a stop,
+        nor by a lock another session held)."""
+        if key in self.errors:
+            return not not_measured(self.errors[key])
+        return key in self.runs
+
+    def kept(self) -> SideRecord:
+        """A copy without the parameter sets that were not measured (cut short, or a lock
+        held): what a resumed run keeps."""
+        cut = {k for k, e in self.errors.items() if not_measured(e)}
+        return SideRecord(
+            info=self.info,
+            runs={k: list(v) for k, v in self.runs.items() if k not in cut},
+            errors={k: v for k, v in self.errors.items() if k not in cut},
+            warmups={k: v for k, v in self.warmups.items() if k not in cut},
+            auto_generic=dict(self.auto_generic), plan_only=dict(self.plan_only),
+            readiness=dict(self.readiness), digests=dict(self.digests),
+            executions=self.executions, server_ms=self.server_ms, reconnects=self.reconnects,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         def key(k: tuple[str, ...]) -> str:
@@ -69,6 +96,7 @@ class SideRecord:
             "digests": {key(k): v if isinstance(v, str) else vars(v) for k, v in self.digests.items()},
             "executions": self.executions,
             "server_ms": self.server_ms,
+            "reconnects": self.reconnects,
         }
 
     @classmethod
@@ -90,6 +118,7 @@ class SideRecord:
             digests={key(k): v if isinstance(v, str) else Digest(**v) for k, v in d["digests"].items()},
             executions=int(d["executions"]),
             server_ms=float(d["server_ms"]),
+            reconnects=int(d.get("reconnects", 0)),
         )
 
 
@@ -104,17 +133,41 @@ def _unrun(d: dict[str, Any]) -> Run:
 
 
 @dataclass(frozen=True)
+class Stopped:
+    """Why a run ended before the end of its workload.
+
+    ``kind``: ``interrupted`` (a signal), ``fault`` (a cluster lost, a step that failed twice)
+    or ``budget`` (``--max-total``, ``--max-old-server-time``); ``in_flight``: the parameter
+    sets that were running then (marked ``not finished`` on both sides).
+    """
+
+    reason: str
+    kind: str
+    in_flight: tuple[Key, ...] = ()
+
+
+@dataclass(frozen=True)
 class Recording:
-    """What both clusters answered."""
+    """What both clusters answered; ``stopped`` when the run ended early (a partial result);
+    ``retries``: steps run again after a lost session or a cancel; ``paused_s``: time spent
+    waiting for a busy OLD (``--polite``)."""
 
     old: SideRecord
     new: SideRecord
+    stopped: Stopped | None = None
+    retries: int = 0
+    paused_s: float = 0.0
 
     def save(self, path: Path) -> None:
+        stopped = None if self.stopped is None else {
+            "reason": self.stopped.reason, "kind": self.stopped.kind,
+            "in_flight": ["\x1f".join(k) for k in self.stopped.in_flight]}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"format": RECORDING_FORMAT, "old": self.old.to_dict(),
-                                        "new": self.new.to_dict()}, sort_keys=True) + "\n")
+                                        "new": self.new.to_dict(), "stopped": stopped,
+                                        "retries": self.retries, "paused_s": self.paused_s},
+                                       sort_keys=True) + "\n")
         except OSError as exc:
             raise PlanguardError(f"cannot write the recording {path}: {exc.strerror or exc}") from exc
 
@@ -126,7 +179,14 @@ class Recording:
             raise WorkloadError(f"cannot read recording {path}: {exc}") from exc
         if not isinstance(data, dict) or data.get("format") != RECORDING_FORMAT:
             raise WorkloadError(f"{path} is not a planguard recording of format {RECORDING_FORMAT}")
-        return cls(SideRecord.from_dict(data["old"]), SideRecord.from_dict(data["new"]))
+        try:
+            st = data.get("stopped")
+            stopped = None if not st else Stopped(
+                st["reason"], st["kind"], tuple(tuple(k.split("\x1f")) for k in st["in_flight"]))
+            return cls(SideRecord.from_dict(data["old"]), SideRecord.from_dict(data["new"]), stopped,
+                       int(data.get("retries", 0)), float(data.get("paused_s", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WorkloadError(f"{path}: malformed recording ({exc!r})") from exc
 
 
 def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
@@ -136,3 +196,25 @@ def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
     if not stmt.bindings:
         return (ParamSet("no parameters", ()),)
     return ()
+
+
+def resume_from(path: Path) -> Recording:
+    """The recording to resume: ``path`` is one, or the JSON report of a comparison that
+    names its recording (a partial run always saves one)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise WorkloadError(f"cannot read {path} to resume from: {why}") from exc
+    if isinstance(data, dict) and "format" in data and "old" in data:
+        return Recording.load(path)
+    if not isinstance(data, dict) or "verdict" not in data:
+        raise WorkloadError(f"{path} is neither a planguard JSON report nor a recording")
+    recording = data.get("recording")
+    if not recording:
+        raise WorkloadError(f"{path} names no recording to resume from: it was complete, and was not "
+                            "run with --save-recording")
+    target = Path(recording)
+    if not target.is_absolute():
+        target = path.parent / target
+    return Recording.load(target)

@@ -1,4 +1,4 @@
-"""Run a workload on OLD and NEW in lockstep (I/O).
+"""Run a workload on OLD and NEW in lockstep (I/O), and stop cleanly.
 
 Each cluster has a worker: one thread, one connection per database.  The coordinator (the
 caller's thread) hands both workers the same step and waits for both before the next, so
@@ -17,16 +17,30 @@ the two clusters always work on the same thing at the same time:
 5. at the end, a second, independent round of pairs for every large same-plan slowdown
    (``same_plan_block_ratio``, ``same_plan_block_ms``): it blocks only if confirmed twice.
 
-What each cluster answered lands in its ``SideRecord``; judging it is pure
-(``planguard.compare.judge``).
+Workers only ask and return what their cluster answered; the coordinator alone writes it
+into each side's ``SideRecord``, once both sides have answered a step.  Judging it is pure
+(``planguard.judge``).
+
+**Faults and stops.**  While both work, the coordinator watches for a failure on either
+side and for a stop request (``planguard.interrupt``: a signal, a budget).  Then it cancels
+the statement running on the other side at once (the protocol cancel: production is not
+left working for a comparison that cannot finish), and the cancelled transactions roll
+back.  A session lost (terminated, dropped) is opened again with backoff and the step is
+run again once on both sides; a second failure, or a cluster that cannot be reached again,
+stops the run.  A stopped run returns what was measured, with ``Recording.stopped`` saying
+why and the parameter sets in flight marked ``not finished``; ``resume`` (a saved partial
+recording) completes only what is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_EXCEPTION, Future, wait
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -34,49 +48,68 @@ from typing import Any
 import psycopg
 
 from planguard import db
+from planguard.budget import Budget
 from planguard.calls import Call, classify
 from planguard.catalog.readiness import gather_all
+from planguard.checks.readiness import ClusterSnapshot
 from planguard.config import Thresholds
+from planguard.errors import ConnectionFailed, PlanguardError, WorkloadError, one_line
 from planguard.explain import (
+    Cancelled,
     GenericPlan,
     QueryFailed,
     auto_chooses_generic,
     explain_once,
     needs_rollback,
     plan_only,
+    plan_with,
     result_digest,
 )
-from planguard.measure import WARM_ENOUGH, WARMUP_BUDGET_MS, WARMUP_MAX_RUNS, Run, Warmup, summarize
-from planguard.params import ParseFailure, analyze, render, result_shape
-from planguard.plan import reads_by_relation
+from planguard.interrupt import Stop
+from planguard.measure import (
+    NOT_FINISHED,
+    WARM_ENOUGH,
+    WARMUP_BUDGET_MS,
+    WARMUP_MAX_RUNS,
+    Digest,
+    Run,
+    Warmup,
+    summarize,
+)
+from planguard.params import analyze, render, result_shape
+from planguard.plan import Plan, reads_by_relation
 from planguard.recording import (
+    BUDGET,
     CONFIRM,
     CUSTOM,
+    FAULT,
     GENERIC,
     Key,
     Recording,
     ServerInfo,
     SideRecord,
+    Stopped,
     param_sets_of,
 )
+from planguard.safety import may_plan, refusal
 from planguard.sampling import type_default
 from planguard.timing import NoiseFloor, noise_floor
 from planguard.workload import Statement, Workload
 
 Progress = Callable[[str], None]
+Item = tuple[Key, str | None, Statement, tuple[str | None, ...]]
 
+POLL_S = 0.2  # how often the coordinator looks at a stop request while both work
+CANCEL_GRACE_S = 3.0  # after a cancel, how long a side may take to give its session back
+RECONNECT_DELAYS_S = (0.5, 1.0, 2.0)  # backoff between attempts to open a lost session again
+RECONNECT_TIMEOUT_S = 3  # connect_timeout of those attempts
+POLITE_EVERY_S = 2.0  # --polite: how often OLD's load is read
+POLITE_PAUSE_S = 1.0  # ... and how long each pause lasts before it is read again
 
 
 def mask_quoted(message: str) -> str:
     """An error message without the values it quotes."""
     return re.sub(r'"[^"]*"', '"…"', message)
-
-
-def _n_params(query: str) -> int:
-    try:
-        return analyze(query).max_param
-    except ParseFailure:
-        return 0
 
 
 def more_pairs(call: Call | None, pairs: int, t: Thresholds, repeat: int) -> int:
@@ -87,39 +120,105 @@ def more_pairs(call: Call | None, pairs: int, t: Thresholds, repeat: int) -> int
     return min(max(repeat, 2), t.max_runs - pairs)
 
 
+class _Stop(Exception):
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason, self.kind = reason, kind
+
+
 class _Worker:
     """One cluster: its connections (one per database) and the thread that uses them.
 
-    Every method but ``submit`` and ``shutdown`` runs on the worker's thread, which alone
-    writes ``record`` (the coordinator reads it between steps).
+    The step methods run on the worker's thread and return what the cluster answered
+    (an error as a one-line string); ``submit`` and ``cancel`` are called from the
+    coordinator.  The thread is a daemon: a cluster that stops answering even a cancel
+    cannot keep planguard from exiting.
     """
 
-    def __init__(self, label: str, dsn: str, limits: db.SessionLimits, multi: bool) -> None:
+    def __init__(self, label: str, dsn: str, limits: db.SessionLimits, multi: bool,
+                 record: SideRecord | None = None) -> None:
         self.label, self.dsn, self.limits, self.multi = label, dsn, limits, multi
-        self.record = SideRecord()
+        self.record = record or SideRecord()
         self._conns: dict[str | None, psycopg.Connection] = {}
         self._generic: dict[Key, GenericPlan] = {}
-        self._last_warm: dict[Key, Run] = {}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"planguard-{label}")
+        self._active: psycopg.Connection | None = None  # the session the current step uses
+        self._wanted: str | None = None  # ... in that database
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = \
+            queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=f"planguard-{label}", daemon=True)
+        self._thread.start()
+
+    @property
+    def name(self) -> str:
+        return self.label.upper()
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except psycopg.Error as exc:  # outside a statement: a session lost, or a server error
+                lost = self._active is not None and self._active.closed
+                future.set_exception(ConnectionFailed(f"lost the connection: {one_line(exc)}")
+                                     if lost else exc)
+            except BaseException as exc:  # handed to the coordinator, which decides
+                future.set_exception(exc)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self._pool.submit(fn, *args)
+        future: Future[Any] = Future()
+        self._queue.put((future, fn, args))
+        return future
 
-    def _conn(self, dbname: str | None) -> psycopg.Connection:
-        if dbname not in self._conns:
+    def cancel(self) -> None:
+        """Cancel the statement running on this side's session, if any (a cancel request
+        on a connection of its own, safe from another thread)."""
+        conn = self._active
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.cancel_safe(timeout=CANCEL_GRACE_S)
+
+    def _conn(self, dbname: str | None, connect_timeout: int = 10) -> psycopg.Connection:
+        self._wanted = dbname
+        conn = self._conns.get(dbname)
+        if conn is None or conn.closed:
             label = f"{self.label} ({dbname})" if self.multi else self.label
-            self._conns[dbname] = db.connect(db.with_dbname(self.dsn, dbname, override=self.multi),
-                                             label=label, limits=self.limits)
-        return self._conns[dbname]
+            conn = db.connect(db.with_dbname(self.dsn, dbname, override=self.multi), label=label,
+                              limits=self.limits, connect_timeout=connect_timeout)
+            self._conns[dbname] = conn
+        self._active = conn
+        return conn
 
-    # -- steps -------------------------------------------------------------------------
-    def open(self, dbname: str | None) -> None:
-        """Connect to ``dbname`` and read its catalog (the readiness snapshot)."""
+    def reconnect(self) -> None:
+        """Forget the sessions that were lost and open the one the last step wanted again,
+        with backoff; raises ConnectionFailed when the cluster cannot be reached."""
+        for name, conn in list(self._conns.items()):
+            if conn.closed:
+                del self._conns[name]
+                self._generic = {k: g for k, g in self._generic.items() if g.conn is not conn}
+                self.record.reconnects += 1
+        error: ConnectionFailed | None = None
+        for delay in (0.0, *RECONNECT_DELAYS_S):
+            time.sleep(delay)
+            try:
+                self._conn(self._wanted, connect_timeout=RECONNECT_TIMEOUT_S)
+                return
+            except ConnectionFailed as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    # -- steps (on the worker's thread) --------------------------------------------------
+    def open(self, dbname: str | None) -> tuple[ServerInfo, str, ClusterSnapshot]:
+        """Connect to ``dbname``; the server, and its catalog (the readiness snapshot)."""
         conn = self._conn(dbname)
-        if self.record.info is None:
-            self.record.info = ServerInfo(self.label, db.server_version(conn), db.server_version_num(conn),
-                                          db.redact_dsn(self.dsn))
-        self.record.readiness[str(conn.info.dbname)] = gather_all(conn)
+        info = ServerInfo(self.label, db.server_version(conn), db.server_version_num(conn),
+                          db.redact_dsn(self.dsn), db.identity(conn))
+        snapshot = gather_all(conn)
+        if conn.closed:  # each family's read failed on a lost session: not a catalog finding
+            raise ConnectionFailed("lost the connection while reading the catalog")
+        return info, str(conn.info.dbname), snapshot
 
     def _once(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> Run:
         conn = self._conn(dbname)
@@ -136,8 +235,10 @@ class _Worker:
         self.record.server_ms += run.execution_ms + (run.planning_ms or 0.0)
         return run
 
-    def warm(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> bool:
-        """Discarded runs until reads from outside shared buffers stop falling; False on error."""
+    def warm(self, key: Key, dbname: str | None, stmt: Statement,
+             values: tuple[str | None, ...]) -> tuple[Warmup, Run] | str:
+        """Discarded runs until reads from outside shared buffers stop falling: the warm-up
+        and its last run, or the error."""
         runs: list[Run] = []
         try:
             while True:
@@ -148,27 +249,17 @@ class _Worker:
                 if len(runs) >= 2 and runs[-1].shared_read >= runs[-2].shared_read * WARM_ENOUGH:
                     break
         except QueryFailed as exc:
-            self.record.errors[key] = str(exc)
-            return False
+            return str(exc)
         reads = sorted(reads_by_relation(runs[0].plan).items(), key=lambda kv: -kv[1])
-        self.record.warmups[key] = Warmup(len(runs), runs[0].shared_read, runs[-1].shared_read,
-                                          tuple(reads))
-        self._last_warm[key] = runs[-1]
-        return True
+        return Warmup(len(runs), runs[0].shared_read, runs[-1].shared_read, tuple(reads)), runs[-1]
 
-    def adopt_warmup(self, key: Key) -> None:
-        """The last warm-up run as the one measurement, when the other side failed."""
-        self.record.runs[key] = [self._last_warm[key]]
-
-    def run(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> bool:
-        """One measured run; False (and the error recorded) when it fails."""
+    def measure(self, key: Key, dbname: str | None, stmt: Statement,
+                values: tuple[str | None, ...]) -> Run | str:
+        """One measured run, or the error."""
         try:
-            run = self._once(key, dbname, stmt, values)
+            return self._once(key, dbname, stmt, values)
         except QueryFailed as exc:
-            self.record.errors[key] = str(exc)
-            return False
-        self.record.runs.setdefault(key, []).append(run)
-        return True
+            return str(exc)
 
     def release(self, key: Key) -> None:
         """Deallocate the generic plan prepared for ``key``, if any."""
@@ -176,77 +267,184 @@ class _Worker:
         if prepared is not None:
             prepared.close()
 
-    def auto(self, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> None:
+    @property
+    def version_num(self) -> int:
         assert self.record.info is not None
+        return self.record.info.version_num
+
+    def auto(self, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> bool | None:
         text, binds = render(stmt.query, stmt.bindings, values)
         try:
-            self.record.auto_generic[stmt.key] = auto_chooses_generic(
-                self._conn(dbname), text, binds, self.record.info.version_num)
+            return auto_chooses_generic(self._conn(dbname), text, binds, self.version_num)
         except QueryFailed:
-            self.record.auto_generic[stmt.key] = None
+            return None
 
-    def plan_only(self, dbname: str | None, stmt: Statement) -> None:
-        assert self.record.info is not None
-        n = _n_params(stmt.query)
-        if not n:
-            return
-        # No values: the generic plan; a parameter the grammar takes only as a literal gets one.
-        defaults = [type_default(b.param_type or b.type, datetime.now(timezone.utc)) or "1"
-                    if b.inline else None for b in stmt.bindings] or [None] * n
-        text, binds = render(stmt.query, stmt.bindings, defaults)
+    def plan(self, dbname: str | None, stmt: Statement) -> Plan | str:
+        """The plan of a statement that is not executed: with its first parameter set's values
+        when it has one, else the generic plan; nothing runs."""
         try:
-            self.record.plan_only[stmt.key] = plan_only(self._conn(dbname), text, len(binds),
-                                                        self.record.info.version_num)
+            if stmt.param_sets:
+                text, binds = render(stmt.query, stmt.bindings, stmt.param_sets[0].values)
+                return plan_with(self._conn(dbname), text, binds, needs_rollback(text))
+            # No values: a parameter the grammar takes only as a literal still gets one.
+            n = analyze(stmt.query).max_param
+            defaults = [type_default(b.param_type or b.type, datetime.now(timezone.utc)) or "1"
+                        if b.inline else None for b in stmt.bindings] or [None] * n
+            text, binds = render(stmt.query, stmt.bindings, defaults)
+            return plan_only(self._conn(dbname), text, len(binds), self.version_num)
         except QueryFailed as exc:
-            self.record.plan_only[stmt.key] = str(exc)
+            return str(exc)
 
-    def digest(self, dbname: str | None, stmt: Statement, label: str, values: tuple[str | None, ...]) -> None:
+    def digest(self, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> Digest | str:
         text, binds = render(stmt.query, stmt.bindings, values)
         try:
-            self.record.digests[(stmt.key, label)] = result_digest(self._conn(dbname), text, binds)
+            return result_digest(self._conn(dbname), text, binds)
         except QueryFailed as exc:
-            self.record.digests[(stmt.key, label)] = str(exc)
+            return str(exc)
+
+    def pressure(self, dbname: str | None) -> tuple[int, float | None]:
+        """OLD's active sessions other than planguard's, and the largest replay lag of its
+        replicas and subscribers (None when it has none), for ``--polite``.  Sessions of
+        other roles count only when the role may see them (pg_read_all_stats)."""
+        row = self._conn(dbname).execute(db.MARK + """
+            SELECT (SELECT count(*) FROM pg_stat_activity
+                    WHERE state = 'active' AND pid <> pg_backend_pid()
+                      AND backend_type = 'client backend'
+                      AND application_name IS DISTINCT FROM %s),
+                   (SELECT max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag)))
+                    FROM pg_stat_replication)""", (db.APP_NAME,)).fetchone()
+        assert row is not None
+        return int(row[0]), None if row[1] is None else float(row[1])
 
     def close(self) -> None:
         for prepared in list(self._generic.values()):
             if not prepared.conn.closed:
-                prepared.close()
+                with contextlib.suppress(psycopg.Error):
+                    prepared.close()
         self._generic.clear()
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
 
-    def shutdown(self) -> None:
-        try:
-            self.submit(self.close).result()
-        finally:
-            self._pool.shutdown(wait=True)
+    def shutdown(self, wait_s: float | None = None) -> None:
+        """Close the sessions and end the thread; ``wait_s`` bounds the wait (a side that
+        no longer answers is left behind: its thread is a daemon)."""
+        closing = self.submit(self.close)
+        self._queue.put(None)
+        with contextlib.suppress(Exception):
+            closing.result(timeout=wait_s)
 
 
 class _Coordinator:
-    def __init__(self, old: _Worker, new: _Worker, thresholds: Thresholds, repeat: int) -> None:
+    def __init__(self, old: _Worker, new: _Worker, thresholds: Thresholds, repeat: int, stop: Stop,
+                 budget: Budget, progress: Progress | None) -> None:
         self.old, self.new, self.t, self.repeat = old, new, thresholds, repeat
+        self.stop, self.budget, self.progress = stop, budget, progress
+        self.current: Key | None = None  # the parameter set being measured
+        self.dbname: str | None = None
+        self.retries = 0
+        self.paused_s = 0.0
         self._old_first = True
         self._noise: NoiseFloor | None = None
         self._noise_series = 0
+        self._started = time.monotonic()
+        self._polite_at = float("-inf")
+
+    # -- waiting, cancelling, retrying -------------------------------------------------
+    def _wait(self, futures: Sequence[tuple[_Worker, Future[Any]]]) -> None:
+        """Until every future is done.  On a failure or a stop request, the statements still
+        running are cancelled at once; a side that does not answer within CANCEL_GRACE_S
+        stops the run."""
+        fs = [f for _, f in futures]
+        deadline: float | None = None
+        while True:
+            done, pending = wait(fs, timeout=POLL_S,
+                                 return_when=FIRST_EXCEPTION if deadline is None else ALL_COMPLETED)
+            if not pending:
+                return
+            trouble = self.stop.requested or any(f.exception() is not None for f in done)
+            if trouble and deadline is None:
+                for w, f in futures:
+                    if not f.done():
+                        w.cancel()
+                deadline = time.monotonic() + CANCEL_GRACE_S
+            if deadline is not None and time.monotonic() >= deadline:
+                stuck = " and ".join(w.name for w, f in futures if not f.done())
+                raise _Stop(self.stop.reason or f"{stuck} did not answer a cancel within "
+                            f"{CANCEL_GRACE_S:g} s", self.stop.kind or FAULT)
+
+    def _checkpoint(self) -> None:
+        """Before a step: a stop asked for, a budget spent, a busy OLD (``--polite``)."""
+        if self.stop.requested:
+            raise _Stop(self.stop.reason or "stopped", self.stop.kind or FAULT)
+        why = self.budget.spent(time.monotonic() - self._started, self.old.record.server_ms)
+        if why is not None:
+            raise _Stop(why, BUDGET)
+        if self.budget.polite and time.monotonic() - self._polite_at >= POLITE_EVERY_S:
+            self._be_polite()
+
+    def _be_polite(self) -> None:
+        announced = False
+        while True:
+            self._polite_at = time.monotonic()
+            future = self.old.submit(self.old.pressure, self.dbname)
+            self._wait([(self.old, future)])
+            active, lag = future.result()
+            busy = self.budget.busy(active, lag)
+            if busy is None:
+                return
+            if self.progress and not announced:
+                self.progress(f"paused: {busy}")
+                announced = True
+            t0 = time.monotonic()
+            self.stop.wait(POLITE_PAUSE_S)
+            self.paused_s += time.monotonic() - t0
+            if self.stop.requested:
+                raise _Stop(self.stop.reason or "stopped", self.stop.kind or FAULT)
+            why = self.budget.spent(time.monotonic() - self._started, self.old.record.server_ms)
+            if why is not None:
+                raise _Stop(why, BUDGET)
+
+    def _measured_any(self) -> bool:
+        return bool(self.old.record.runs or self.new.record.runs)
 
     def both(self, name: str, *args: Any, old_first: bool = True) -> tuple[Any, Any]:
-        """Hand both workers step ``name`` at once; wait for both; (OLD's, NEW's) results."""
-        first, second = (self.old, self.new) if old_first else (self.new, self.old)
-        futures = [first.submit(getattr(first, name), *args), second.submit(getattr(second, name), *args)]
-        wait(futures)
-        a, b = (f.result() for f in futures)
-        return (a, b) if old_first else (b, a)
+        """Hand both workers step ``name`` at once; wait for both; (OLD's, NEW's) answers.
 
-    def _pairs(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...],
-               n: int) -> bool:
-        for _ in range(n):
-            self._old_first = not self._old_first
-            ok_old, ok_new = self.both("run", key, dbname, stmt, values, old_first=self._old_first)
-            if not (ok_old and ok_new):
-                return False
-        return True
+        A session lost on either side is opened again and the step runs again on both; a
+        second failure stops the run (``_Stop``)."""
+        for attempt in (1, 2):
+            self._checkpoint()
+            order = (self.old, self.new) if old_first else (self.new, self.old)
+            futures = [(w, w.submit(getattr(w, name), *args)) for w in order]
+            self._wait(futures)
+            if self.stop.requested:
+                raise _Stop(self.stop.reason or "stopped", self.stop.kind or FAULT)
+            failed = [(w, f.exception()) for w, f in futures if f.exception() is not None]
+            if not failed:
+                answers = {w.label: f.result() for w, f in futures}
+                return answers["old"], answers["new"]
+            for _, exc in failed:
+                if not isinstance(exc, (ConnectionFailed, Cancelled)):
+                    raise exc  # type: ignore[misc]
+            w, exc = next(((w, e) for w, e in failed if isinstance(e, ConnectionFailed)), failed[0])
+            if isinstance(exc, ConnectionFailed) and not self._measured_any():
+                raise exc  # nothing measured yet: a plain connection error
+            if attempt == 2:
+                raise _Stop(f"{w.name} failed twice: {exc}", FAULT)
+            for lost, e in failed:
+                if not isinstance(e, ConnectionFailed):
+                    continue
+                if self.progress:
+                    self.progress(f"{lost.name}: {e}; connecting again")
+                future = lost.submit(lost.reconnect)
+                self._wait([(lost, future)])
+                if future.exception() is not None:
+                    raise _Stop(f"{lost.name} cannot be reached: {future.exception()}", FAULT)
+            self.retries += 1
+        raise AssertionError("unreachable")
 
+    # -- series of runs ----------------------------------------------------------------
     def noise(self) -> NoiseFloor:
         """The noise floor of the runs so far (recomputed as the runs grow by a tenth)."""
         series = [r for side in (self.old.record, self.new.record) for r in side.runs.values()]
@@ -261,19 +459,57 @@ class _Coordinator:
             return None
         return classify(summarize(old), summarize(new), self.t, self.noise())
 
-    def series(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> bool:
-        """Warm-up, then pairs, then more pairs while the call is unsettled; False when a side
-        failed."""
-        ok_old, ok_new = self.both("warm", key, dbname, stmt, values)
-        if ok_old != ok_new:
-            ok = self.old if ok_old else self.new
-            ok.submit(ok.adopt_warmup, key).result()
-        if not (ok_old and ok_new) or not self._pairs(key, dbname, stmt, values, self.repeat):
-            return False
-        while more := more_pairs(self.call(key), len(self.old.record.runs[key]), self.t, self.repeat):
-            if not self._pairs(key, dbname, stmt, values, more):
+    def _record(self, key: Key, answers: tuple[Run | str, Run | str]) -> bool:
+        """Keep both sides' runs (or errors) of one pair; True when both ran."""
+        for side, answer in zip((self.old, self.new), answers, strict=True):
+            if isinstance(answer, str):
+                side.record.errors[key] = answer
+            else:
+                side.record.runs.setdefault(key, []).append(answer)
+        return not any(isinstance(a, str) for a in answers)
+
+    def _pairs(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...],
+               n: int) -> bool:
+        for _ in range(n):
+            self._old_first = not self._old_first
+            answers = self.both("measure", key, dbname, stmt, values, old_first=self._old_first)
+            if not self._record(key, answers):
                 return False
         return True
+
+    def done(self, key: Key) -> bool:
+        return self.old.record.done(key) and self.new.record.done(key)
+
+    def ran(self, key: Key) -> bool:
+        return all(key in s.record.runs and key not in s.record.errors for s in (self.old, self.new))
+
+    def series(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> bool:
+        """Warm-up, then pairs, then more pairs while the call is unsettled; False when a side
+        failed.  A parameter set already measured (a resumed run) is not run again."""
+        if self.done(key):
+            return self.ran(key)
+        for rec in (self.old.record, self.new.record):  # cut short before: start it afresh
+            rec.runs.pop(key, None)
+            rec.errors.pop(key, None)
+            rec.warmups.pop(key, None)
+        self.current = key
+        warmed = self.both("warm", key, dbname, stmt, values)
+        for side, answer in zip((self.old, self.new), warmed, strict=True):
+            if isinstance(answer, str):
+                side.record.errors[key] = answer
+            else:
+                side.record.warmups[key] = answer[0]
+        oks = [not isinstance(a, str) for a in warmed]
+        if oks[0] != oks[1]:  # the last warm-up run is the one measurement of the side that ran
+            ran, answer = (self.old, warmed[0]) if oks[0] else (self.new, warmed[1])
+            assert not isinstance(answer, str)
+            ran.record.runs[key] = [answer[1]]
+        ok = all(oks) and self._pairs(key, dbname, stmt, values, self.repeat)
+        while ok and (more := more_pairs(self.call(key), len(self.old.record.runs[key]), self.t,
+                                         self.repeat)):
+            ok = self._pairs(key, dbname, stmt, values, more)
+        self.current = None
+        return ok
 
     def large_same_plan(self, key: Key) -> bool:
         c = self.call(key)
@@ -281,27 +517,94 @@ class _Coordinator:
                 and c.evidence.ratio >= self.t.same_plan_block_ratio
                 and c.evidence.new_ms - c.evidence.old_ms >= self.t.same_plan_block_ms)
 
+    # -- statement-level steps (skipped when a resumed run has them) ---------------------
+    def open(self, dbname: str | None) -> None:
+        self.dbname = dbname
+        for side, (info, name, snapshot) in zip((self.old, self.new), self.both("open", dbname),
+                                                strict=True):
+            known = side.record.info
+            if known is not None and known.version_num != info.version_num:
+                raise PlanguardError(
+                    f"{side.name} now runs PostgreSQL {info.version}, the recording being resumed was "
+                    f"taken on {known.version}: start the comparison afresh, without --resume")
+            side.record.info = info
+            side.record.readiness[name] = snapshot  # always read afresh: the catalog of now
+
+    def plan(self, dbname: str | None, stmt: Statement) -> None:
+        if all(stmt.key in s.record.plan_only for s in (self.old, self.new)):
+            return
+        for side, plan in zip((self.old, self.new), self.both("plan", dbname, stmt), strict=True):
+            side.record.plan_only[stmt.key] = plan
+
+    def auto(self, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> None:
+        if all(stmt.key in s.record.auto_generic for s in (self.old, self.new)):
+            return
+        for side, answer in zip((self.old, self.new), self.both("auto", dbname, stmt, values), strict=True):
+            side.record.auto_generic[stmt.key] = answer
+
+    def digest(self, dbname: str | None, stmt: Statement, label: str, values: tuple[str | None, ...]) -> None:
+        if all((stmt.key, label) in s.record.digests for s in (self.old, self.new)):
+            return
+        for side, answer in zip((self.old, self.new), self.both("digest", dbname, stmt, values),
+                                strict=True):
+            side.record.digests[(stmt.key, label)] = answer
+
+
+def _check_resumable(resume: Recording, workload: Workload) -> None:
+    """A recording resumed belongs to this workload: every parameter set it holds is one."""
+    known = {(s.key, ps.label) for s in workload.statements for ps in param_sets_of(s)}
+    for side in (resume.old, resume.new):
+        strange = [k for k in side.runs if (k[0], k[1]) not in known]
+        if strange:
+            raise WorkloadError(
+                f"the recording to resume holds {len(strange)} parameter sets this workload does not "
+                f"have (statement {strange[0][0][:8]}, {strange[0][1]!r}): resume with the workload "
+                "file of the interrupted run")
+
 
 def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, thresholds: Thresholds,
         limits: db.SessionLimits, progress: Progress | None = None, generic: bool = True,
-        redact: bool = False, check_results: bool = False) -> Recording:
-    """Run ``workload`` on both clusters in lockstep and record what each answered."""
+        redact: bool = False, check_results: bool = False, writes: str = "rollback",
+        stop: Stop | None = None, budget: Budget | None = None,
+        resume: Recording | None = None) -> Recording:
+    """Run ``workload`` on both clusters in lockstep and record what each answered.
+
+    ``workload``: already screened (``planguard.safety.screen``: a statement with a
+    ``skip_reason`` is planned only, when ``may_plan`` allows it under the ``writes`` policy).
+    ``stop``: asked from elsewhere (a signal handler) to end the run early; ``budget``: its
+    limits; ``resume``: a partial recording whose finished parameter sets are kept, not run
+    again (the catalogs are read afresh).  A run that ends early returns its partial
+    recording, ``stopped`` saying why.
+    """
+    stop = stop or Stop()
+    budget = budget or Budget()
+    if resume is not None:
+        _check_resumable(resume, workload)
     databases: Sequence[str | None] = workload.databases or (None,)
     multi = len(databases) > 1  # then each statement runs in the database it was captured in
-    old, new = _Worker("old", old_dsn, limits, multi), _Worker("new", new_dsn, limits, multi)
-    co = _Coordinator(old, new, thresholds, repeat)
+    old = _Worker("old", old_dsn, limits, multi, resume.old.kept() if resume else None)
+    new = _Worker("new", new_dsn, limits, multi, resume.new.kept() if resume else None)
+    co = _Coordinator(old, new, thresholds, repeat, stop, budget, progress)
+    stopped: Stopped | None = None
+    stop.active = True
     try:
-        todo: list[tuple[Key, str | None, Statement, tuple[str | None, ...]]] = []
+        if resume is not None and progress:
+            kept = sum(1 for k in old.record.runs if co.done(k))
+            progress(f"resuming: {kept} parameter sets already measured are kept")
+        todo: list[Item] = []
         done = 0
         for dbname in databases:
             mine = [s for s in workload.statements if (s.database or workload.source.database) == dbname]
-            co.both("open", dbname)
+            co.open(dbname)
             for stmt in mine:
                 done += 1
                 if progress:
                     progress(f"[{done}/{len(workload.statements)}] {stmt.short_id} {stmt.query[:60]!r}")
+                if refusal(stmt) is not None:
+                    continue  # never sent, not even as a plan
                 if stmt.skip_reason:
-                    co.both("plan_only", dbname, stmt)
+                    if may_plan(stmt, writes):
+                        co.plan(dbname, stmt)
                     continue
                 sets = param_sets_of(stmt)
                 for ps in sets:
@@ -310,7 +613,7 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
                         continue  # it fails on a side: that is the call, and nothing more to learn
                     todo.append((key, dbname, stmt, ps.values))
                     if check_results and result_shape(stmt.query) is not None:
-                        co.both("digest", dbname, stmt, ps.label, ps.values)
+                        co.digest(dbname, stmt, ps.label, ps.values)
                     if generic and ps.values:
                         gkey = (stmt.key, ps.label, GENERIC)
                         co.series(gkey, dbname, stmt, ps.values)
@@ -318,18 +621,27 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
                 if generic and sets and sets[0].values:
                     # The plan cache decides from the custom plans of the calls it sees, mostly
                     # typical ones: the first (typical) set stands for them.
-                    co.both("auto", dbname, stmt, sets[0].values)
+                    co.auto(dbname, stmt, sets[0].values)
         confirm = [t for t in todo if co.large_same_plan(t[0])]
         if confirm and progress:
             progress(f"confirming {len(confirm)} same-plan slowdown(s) in a second round of pairs")
         for key, dbname, stmt, values in confirm:
             co.series((key[0], key[1], CONFIRM), dbname, stmt, values)
+    except _Stop as exc:
+        in_flight = (co.current,) if co.current else ()
+        for side in (old.record, new.record):
+            for key in in_flight:
+                side.errors[key] = NOT_FINISHED + exc.reason
+        stopped = Stopped(exc.reason, exc.kind, in_flight)
+        if progress:
+            progress(f"stopped: {exc.reason}")
     finally:
+        stop.active = False
+        wait_s = CANCEL_GRACE_S if stopped is not None or stop.requested else None
         for worker in (old, new):
-            worker.shutdown()
+            worker.shutdown(wait_s)
     if redact:  # error messages can quote input values: invalid input syntax ...: "abc"
         for rec in (old.record, new.record):
             rec.errors = {k: mask_quoted(v) for k, v in rec.errors.items()}
             rec.plan_only = {k: mask_quoted(v) if isinstance(v, str) else v for k, v in rec.plan_only.items()}
-    return Recording(old.record, new.record)
-
+    return Recording(old.record, new.record, stopped, co.retries, round(co.paused_s, 3))

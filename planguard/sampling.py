@@ -45,6 +45,7 @@ from psycopg import sql
 from planguard import db
 from planguard.explain import reason
 from planguard.params import TableColumns, render
+from planguard.safety import one_statement
 from planguard.workload import Binding, ParamSet, Statement, Workload
 
 DEFAULT_LIMIT = "50"  # LIMIT values are normalized away by pg_stat_statements
@@ -372,6 +373,8 @@ class Sampler:
     def types(self, text: str) -> tuple[str, ...] | str:
         """The types OLD's server gives the parameters of ``text`` (PREPARE, read back and
         DEALLOCATE, sent as one batch: one round trip), or its error."""
+        if not one_statement(text):
+            return "refused: the text is not exactly one statement"
         name = f"planguard_types_{next(_names)}"
         ident = sql.Identifier(name)
         batch = (sql.SQL(db.MARK + "PREPARE {} AS ").format(ident) + sql.SQL(text)
@@ -391,6 +394,8 @@ class Sampler:
         A plain EXPLAIN plans and executes nothing (not even a data-modifying CTE), so it
         needs no transaction of its own: one round trip.
         """
+        if not one_statement(text):
+            return "refused: the text is not exactly one statement"
         try:
             with psycopg.RawCursor(self.conn) as cur:
                 cur.execute(db.MARK + "EXPLAIN (FORMAT JSON) " + text, tuple(values) or None, prepare=False)

@@ -49,7 +49,7 @@ def test_pure_modules_do_no_io(module: str) -> None:
 
 # What decides and what renders must reach neither a database, nor the command line, nor
 # pandas (measurements are tabulated elsewhere), through any chain of imports.
-TRANSITIVELY_PURE = ["model", "judge", "causes", "calls", "measure", "timing", "recording", "plan", "diff",
+TRANSITIVELY_PURE = ["model", "judge", "safety", "budget", "causes", "calls", "measure", "timing", "recording", "plan", "diff",
                      "findings", "verdict", "config", "workload", "params", "qualify", "sqlfile", "logparse",
                      *(f"checks.{p.stem}" for p in (PKG / "checks").glob("*.py") if p.stem != "__init__"),
                      "report", "report.json", "report.html"]

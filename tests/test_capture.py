@@ -14,6 +14,7 @@ from planguard.capture import capture
 from planguard.errors import CaptureError
 from planguard.explain import QueryFailed, explain_once, needs_rollback
 from planguard.loader import load
+from planguard.safety import Policy
 from tests.conftest import Pair
 
 pytestmark = pytest.mark.db
@@ -158,7 +159,8 @@ def test_redact_keeps_values_out_of_workload_and_reports(app_old: str, clusters:
     wl = load(tmp_path / "w.json")
     assert all(not s.param_sets for s in wl.statements if s.bindings)
 
-    result = compare(app_old, app_old, wl, repeat=1, generic=False)
+    result = compare(app_old, app_old, wl, repeat=1, generic=False,
+                     policy=Policy(allow_same_cluster=True))
     assert result.redacted and not [r for r in result.statements if r.status in ("skipped", "error")]
     paths = write_reports(result, tmp_path / "r.html", tmp_path / "r.json")
     for path in paths.values():
@@ -205,7 +207,8 @@ def test_capture_and_compare_across_databases(clusters: Pair, olddb: str, dbname
         owners = {s.database: int(s.param_sets[0].values[0]) for s in mine if "owner = $1" in s.query}
         assert owners[second] < 3  # sampled in its own database
         scoped = type(wl)(source=wl.source, statements=tuple(mine))
-        result = compare(clusters.old.dsn(), clusters.old.dsn(), scoped, repeat=1, generic=False)
+        result = compare(clusters.old.dsn(), clusters.old.dsn(), scoped, repeat=1, generic=False,
+                         policy=Policy(allow_same_cluster=True))
         assert {r.status for r in result.statements} <= {"unchanged", "plan_changed", "improved"}
         assert len(result.statements) == len(mine)
     finally:

@@ -14,6 +14,7 @@ import pytest
 
 from planguard.capture import capture
 from planguard.compare import compare
+from planguard.safety import Policy
 from planguard.workload import Workload
 from tests.conftest import Pair
 from tests.fixtures.trust_scenarios import (
@@ -29,6 +30,7 @@ from tests.fixtures.trust_scenarios import (
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 BASE = "trust_base"
+SAME = Policy(allow_same_cluster=True)  # the A/A copies and faults live on one cluster
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_a_a_is_go_with_no_regression(clusters: Pair, base: tuple[str, Workload]
     copy = copy_with_fault(clusters.new, BASE, "trust_aa", [])
     try:
         for _ in range(3):
-            result = compare(dsn, copy, wl, repeat=5)
+            result = compare(dsn, copy, wl, repeat=5, policy=SAME)
             assert result.verdict.decision == "GO", result.verdict.reasons
             assert not [r.statement.query for r in result.statements
                         if r.status in ("regressed", "error") or r.generic_status == "regressed"]
@@ -64,7 +66,7 @@ def test_injected_regression_is_found_with_its_cause(clusters: Pair, base: tuple
     fault, cause = SCENARIOS[scenario]
     copy = copy_with_fault(clusters.new, BASE, f"trust_{scenario}", fault)
     try:
-        result = compare(dsn, copy, wl, repeat=5)
+        result = compare(dsn, copy, wl, repeat=5, policy=SAME)
     finally:
         drop(clusters.new, f"trust_{scenario}")
     assert result.verdict.decision == "NO-GO"

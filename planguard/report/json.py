@@ -204,6 +204,22 @@ def _statement(r: StatementResult, redact: bool) -> dict[str, Any]:
     }
 
 
+def _partial(c: Comparison) -> dict[str, Any] | None:
+    st = c.stopped
+    if st is None:
+        return None
+    return {"reason": st.reason, "kind": st.kind,
+            "in_flight": [{"statement": k[0], "param_set": k[1], "series": k[2]} for k in st.in_flight],
+            "not_reached": sum(1 for r in c.statements if r.not_reached)}
+
+
+def _safety(c: Comparison) -> dict[str, Any] | None:
+    if c.policy is None:
+        return None
+    return {**asdict(c.policy), "budget": asdict(c.budget) if c.budget else None,
+            "retries": c.retries, "paused_s": round(c.paused_s, 1)}
+
+
 def to_dict(c: Comparison) -> dict[str, Any]:
     """The report as plain data: the JSON contract, and the HTML template's context."""
     statements = [_statement(r, c.redacted) for r in c.statements]
@@ -242,8 +258,12 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "noise": _noise(c.noise),
         "coverage": _coverage(c.coverage),
         "load": None if c.load is None else {
-            side: {"executions": ld.executions, "server_ms": round(ld.server_ms, 1)}
+            side: {"executions": ld.executions, "server_ms": round(ld.server_ms, 1),
+                   "reconnects": ld.reconnects}
             for side, ld in zip(("old", "new"), c.load, strict=True)},
+        "partial": _partial(c),
+        "safety": _safety(c),
+        "recording": c.recording,
         "statements": statements,
         "findings": [asdict(f) for f in sort_findings(c.findings)],
         "tables": [asdict(t) for t in c.tables],
@@ -274,6 +294,9 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
         "noise": None,
         "coverage": None,
         "load": None,
+        "partial": None,
+        "safety": None,
+        "recording": None,
         "statements": [],
         "findings": [asdict(f) for f in sort_findings(result.findings)],
         "tables": [],
