@@ -60,9 +60,9 @@ def classify(old: Measurement, new: Measurement, t: Thresholds, noise: NoiseFloo
     ``paired``: the runs of both sides were taken in pairs (the default for OLD against
     NEW); False for comparisons of series taken apart (a custom plan against a generic one).
     """
-    for side, m in (("NEW", new), ("OLD", old)):
-        if m.not_measured:
-            return Call("error", f"not measured on {side}: {m.error}")
+    if new.not_measured or old.not_measured:
+        side = "both" if new.not_measured and old.not_measured else ("NEW" if new.not_measured else "OLD")
+        return Call("error", f"not measured on {side}: {(new if new.not_measured else old).error}")
     if not new.ok and not old.ok:
         return Call("error", f"fails on both clusters, an existing error: {new.error}")
     if not new.ok:

@@ -88,12 +88,14 @@ def _read_statements(conn: psycopg.Connection, order_by: str, limit: int,
             "cannot read pg_stat_statements: GRANT pg_read_all_stats (or pg_monitor) TO <role>;"
         ) from exc
     entries = [_Entry(*r) for r in rows]
-    if entries and all(e.query == "<insufficient privilege>" for e in entries):
-        raise InsufficientPrivilege(
-            "pg_stat_statements hides other roles' statements from this role: "
-            "GRANT pg_read_all_stats TO <role>; (or pg_monitor)"
-        )
-    return [e for e in entries if e.query != "<insufficient privilege>"]
+    if entries and all(e.query == HIDDEN for e in entries):
+        raise InsufficientPrivilege(HIDDEN_FIX)
+    return entries
+
+
+HIDDEN = "<insufficient privilege>"  # pg_stat_statements' text for other roles' statements
+HIDDEN_FIX = ("pg_stat_statements hides other roles' statements from this role: "
+              "GRANT pg_read_all_stats TO <role>; (or pg_monitor)")
 
 
 def _require_extension(conn: psycopg.Connection) -> None:
@@ -175,7 +177,9 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
         version_num = db.server_version_num(first)
         _require_extension(first)
         names = None if every else (wanted or [str(first.info.dbname)])
-        entries = _read_statements(first, order_by, top * 4 + 50, names)
+        read = _read_statements(first, order_by, top * 4 + 50, names)
+        entries = [e for e in read if e.query != HIDDEN]
+        hidden = len(read) - len(entries)
         merged: dict[tuple[str, str], tuple[Shape, list[_Entry]]] = {}
         skipped_other = 0
         for e in entries:
@@ -242,6 +246,11 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
         )
     if skipped_other:
         notes.append(f"{skipped_other} utility, catalog-only or unparsable statements were left out")
+    if hidden and not statements:
+        raise InsufficientPrivilege(HIDDEN_FIX)
+    if hidden:
+        notes.append(f"{hidden} statements of other roles were hidden from this role and left out: "
+                     "GRANT pg_read_all_stats TO <role>; (or pg_monitor) to capture them")
     if not statements:
         which = "any database" if every else ", ".join(repr(n) for n in names or [])
         raise CaptureError(

@@ -84,7 +84,24 @@ def _safety_options(func: F) -> F:
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """Usage errors as one line too (click prints three), with where to read more."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx else ""
+            _fail(f"{exc.format_message().rstrip('.')}{where}")
+        except click.ClickException as exc:
+            _fail(exc.format_message())
+        except click.Abort:
+            _fail("interrupted")
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="planguard")
 def main() -> None:
     """planguard: go/no-go checks for PostgreSQL cutovers.
@@ -146,6 +163,8 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
                f"{workload.source.server_version}, database{'s' if len(workload.databases) > 1 else ''} "
                f"{', '.join(workload.databases)} -> {output}")
     click.echo(workload.summary())
+    for note in workload.notes:
+        click.echo(f"  note: {note}")
     for s in workload.statements:
         if s.skip_reason:
             click.echo(f"  not executable: {s.short_id} {s.query[:60]!r}: {s.skip_reason}")

@@ -289,8 +289,7 @@ class Cluster:
                                f"nor from a copy in {target}")
         return copy
 
-    def start(self) -> Cluster:
-        """initdb and start; raises ClusterError with the server log's tail on failure."""
+    def _prepare(self) -> None:
         _install_handlers()
         self._user = _service_user()
         self.install = self._binaries_for_user()
@@ -302,17 +301,13 @@ class Cluster:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
         os.chmod(self.basedir, 0o755)
         self.port = self.port or _free_port()
-        self._run([
-            self.install.tool("initdb"), "-D", str(self.datadir), "-U", self.superuser,
-            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
-        ])
-        conf = dict(DEFAULT_SETTINGS)
-        conf["port"] = str(self.port)
-        conf["unix_socket_directories"] = f"'{self.socketdir}'"
-        conf.update(self.settings)
+
+    def _configure(self, conf: Mapping[str, str]) -> None:
         with open(self.datadir / "postgresql.auto.conf", "a") as f:
             for k, v in conf.items():
                 f.write(f"{k} = {v}\n")
+
+    def _launch(self) -> Cluster:
         _live.add(self)
         try:
             self._run([
@@ -325,6 +320,42 @@ class Cluster:
             raise ClusterError(f"{exc}; server log: {log.strip()}") from exc
         self._running = True
         return self
+
+    def start(self) -> Cluster:
+        """initdb and start; raises ClusterError with the server log's tail on failure."""
+        self._prepare()
+        self._run([
+            self.install.tool("initdb"), "-D", str(self.datadir), "-U", self.superuser,
+            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
+        ])
+        conf = dict(DEFAULT_SETTINGS)
+        conf["port"] = str(self.port)
+        conf["unix_socket_directories"] = f"'{self.socketdir}'"
+        conf.update(self.settings)
+        self._configure(conf)
+        return self._launch()
+
+    def start_replica(self, primary: Cluster) -> Cluster:
+        """A hot standby of ``primary`` (pg_basebackup, streaming): same data, in recovery."""
+        self._prepare()
+        self._run([
+            self.install.tool("pg_basebackup"), "-D", str(self.datadir), "-h", "127.0.0.1",
+            "-p", str(primary.port), "-U", primary.superuser, "-R", "-X", "stream", "--no-sync",
+        ])
+        self._configure({"port": str(self.port), "unix_socket_directories": f"'{self.socketdir}'",
+                         "hot_standby": "on", **self.settings})
+        return self._launch()
+
+    def crash(self) -> None:
+        """Stop the server at once, as a crash would (``pg_ctl stop -m immediate``); its files
+        stay, for ``restart``."""
+        self._run([self.install.tool("pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w",
+                   "stop"], timeout=60)
+        self._running = False
+
+    def restart(self) -> Cluster:
+        """Start the server again on its files (after ``crash``: crash recovery)."""
+        return self._launch()
 
     def stop(self) -> None:
         """Stop the server (fast, then immediate) and delete its files. Idempotent."""

@@ -48,12 +48,13 @@ def redact_dsn(dsn: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
-def with_dbname(dsn: str, dbname: str | None, *, override: bool = False) -> str:
-    """``dsn`` with ``dbname`` set when the DSN names no database itself (or always, with override)."""
+def with_dbname(dsn: str, dbname: str | None, *, override: bool = False, label: str | None = None) -> str:
+    """``dsn`` with ``dbname`` set when the DSN names no database itself (or always, with override);
+    ``label`` names the cluster in the error for a malformed DSN."""
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise PlanguardError(f"invalid DSN: {dsn_error(exc)}") from exc
+        raise PlanguardError(f"invalid DSN{f' for {label}' if label else ''}: {dsn_error(exc)}") from exc
     if dbname and (override or "dbname" not in params):
         params["dbname"] = dbname
     return make_conninfo(**{k: str(v) for k, v in params.items()})

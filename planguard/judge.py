@@ -557,5 +557,5 @@ def comparison_of(workload: Workload, rec: Recording, thresholds: Thresholds, *,
         impact=workload_impact(judged.statements), noise=judged.noise, coverage=judged.coverage,
         load=(Load(rec.old.executions, rec.old.server_ms, rec.old.reconnects),
               Load(rec.new.executions, rec.new.server_ms, rec.new.reconnects)),
-        stopped=rec.stopped, retries=rec.retries, paused_s=rec.paused_s,
+        stopped=rec.stopped, retries=rec.retries, paused_s=rec.paused_s, kept=rec.kept,
     )

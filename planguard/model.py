@@ -304,6 +304,7 @@ class Comparison:
     policy: Policy | None = None  # writes, max_query_ms, same cluster, as the run honoured them
     budget: Budget | None = None
     recording: str | None = None  # where what both clusters answered was saved (--resume reads it)
+    kept: int = 0  # parameter sets taken from the recording a resumed run completed
 
     @property
     def partial(self) -> bool:

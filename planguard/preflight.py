@@ -40,8 +40,8 @@ def preflight(old_dsn: str, new_dsn: str, workload: Workload, limits: db.Session
     cluster (unless ``allow_same_cluster``: planguard's own A/A tests)."""
     multi = len(workload.databases) > 1
     dbname = workload.databases[0] if workload.databases else None
-    old = _side("old", db.with_dbname(old_dsn, dbname, override=multi), limits)
-    new = _side("new", db.with_dbname(new_dsn, dbname, override=multi), limits)
+    old = _side("old", db.with_dbname(old_dsn, dbname, override=multi, label="old"), limits)
+    new = _side("new", db.with_dbname(new_dsn, dbname, override=multi, label="new"), limits)
     if old.identity == new.identity and not allow_same_cluster:
         raise ConfigError(
             f"OLD and NEW are the same cluster (PostgreSQL {new.version}, {new.identity}): comparing a "

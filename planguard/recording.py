@@ -150,13 +150,14 @@ class Stopped:
 class Recording:
     """What both clusters answered; ``stopped`` when the run ended early (a partial result);
     ``retries``: steps run again after a lost session or a cancel; ``paused_s``: time spent
-    waiting for a busy OLD (``--polite``)."""
+    waiting for a busy OLD (``--polite``); ``kept``: parameter sets a resumed run kept."""
 
     old: SideRecord
     new: SideRecord
     stopped: Stopped | None = None
     retries: int = 0
     paused_s: float = 0.0
+    kept: int = 0  # parameter sets a resumed run took from the recording it resumed
 
     def save(self, path: Path) -> None:
         stopped = None if self.stopped is None else {
@@ -166,7 +167,8 @@ class Recording:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"format": RECORDING_FORMAT, "old": self.old.to_dict(),
                                         "new": self.new.to_dict(), "stopped": stopped,
-                                        "retries": self.retries, "paused_s": self.paused_s},
+                                        "retries": self.retries, "paused_s": self.paused_s,
+                                        "kept": self.kept},
                                        sort_keys=True) + "\n")
         except OSError as exc:
             raise PlanguardError(f"cannot write the recording {path}: {exc.strerror or exc}") from exc
@@ -184,7 +186,8 @@ class Recording:
             stopped = None if not st else Stopped(
                 st["reason"], st["kind"], tuple(tuple(k.split("\x1f")) for k in st["in_flight"]))
             return cls(SideRecord.from_dict(data["old"]), SideRecord.from_dict(data["new"]), stopped,
-                       int(data.get("retries", 0)), float(data.get("paused_s", 0.0)))
+                       int(data.get("retries", 0)), float(data.get("paused_s", 0.0)),
+                       int(data.get("kept", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise WorkloadError(f"{path}: malformed recording ({exc!r})") from exc
 

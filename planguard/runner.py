@@ -6,8 +6,9 @@ the two clusters always work on the same thing at the same time:
 
 1. per database, the catalog first (the readiness checks), before any statement runs:
    rolled-back INSERTs still draw sequence values;
-2. per parameter set, a **warm-up** until reads from outside shared buffers stop falling
-   (a freshly restored NEW is cold), bounded by ``WARMUP_MAX_RUNS`` and ``WARMUP_BUDGET_MS``;
+2. per parameter set, a **warm-up**, in pairs, until reads from outside shared buffers stop
+   falling on both sides (a freshly restored NEW is cold), bounded by ``WARMUP_MAX_RUNS`` and
+   ``WARMUP_BUDGET_MS``: both sides run it as often (a write draws as many sequence values);
 3. then the measured runs, as **pairs**: run *i* starts on both clusters at once (which
    side is handed its step first alternates), so background load lands on both sides of a
    pair.  When the pairs do not settle the call (``planguard.calls.classify`` says
@@ -110,6 +111,21 @@ POLITE_PAUSE_S = 1.0  # ... and how long each pause lasts before it is read agai
 def mask_quoted(message: str) -> str:
     """An error message without the values it quotes."""
     return re.sub(r'"[^"]*"', '"…"', message)
+
+
+def _warm_enough(runs: Sequence[Run]) -> bool:
+    """A side's warm-up may end: nothing read from outside shared buffers any more, reads no
+    longer falling (by WARM_ENOUGH), or its bounds reached (WARMUP_MAX_RUNS, WARMUP_BUDGET_MS)."""
+    if runs[-1].shared_read == 0 or len(runs) >= WARMUP_MAX_RUNS:
+        return True
+    if sum(r.execution_ms for r in runs) >= WARMUP_BUDGET_MS:
+        return True
+    return len(runs) >= 2 and runs[-1].shared_read >= runs[-2].shared_read * WARM_ENOUGH
+
+
+def _warmup(runs: Sequence[Run]) -> tuple[Warmup, Run]:
+    reads = sorted(reads_by_relation(runs[0].plan).items(), key=lambda kv: -kv[1])
+    return Warmup(len(runs), runs[0].shared_read, runs[-1].shared_read, tuple(reads)), runs[-1]
 
 
 def more_pairs(call: Call | None, pairs: int, t: Thresholds, repeat: int) -> int:
@@ -234,24 +250,6 @@ class _Worker:
         self.record.executions += 1
         self.record.server_ms += run.execution_ms + (run.planning_ms or 0.0)
         return run
-
-    def warm(self, key: Key, dbname: str | None, stmt: Statement,
-             values: tuple[str | None, ...]) -> tuple[Warmup, Run] | str:
-        """Discarded runs until reads from outside shared buffers stop falling: the warm-up
-        and its last run, or the error."""
-        runs: list[Run] = []
-        try:
-            while True:
-                runs.append(self._once(key, dbname, stmt, values))
-                spent = sum(r.execution_ms for r in runs)
-                if runs[-1].shared_read == 0 or len(runs) >= WARMUP_MAX_RUNS or spent >= WARMUP_BUDGET_MS:
-                    break
-                if len(runs) >= 2 and runs[-1].shared_read >= runs[-2].shared_read * WARM_ENOUGH:
-                    break
-        except QueryFailed as exc:
-            return str(exc)
-        reads = sorted(reads_by_relation(runs[0].plan).items(), key=lambda kv: -kv[1])
-        return Warmup(len(runs), runs[0].shared_read, runs[-1].shared_read, tuple(reads)), runs[-1]
 
     def measure(self, key: Key, dbname: str | None, stmt: Statement,
                 values: tuple[str | None, ...]) -> Run | str:
@@ -428,8 +426,8 @@ class _Coordinator:
                 if not isinstance(exc, (ConnectionFailed, Cancelled)):
                     raise exc  # type: ignore[misc]
             w, exc = next(((w, e) for w, e in failed if isinstance(e, ConnectionFailed)), failed[0])
-            if isinstance(exc, ConnectionFailed) and not self._measured_any():
-                raise exc  # nothing measured yet: a plain connection error
+            if isinstance(exc, ConnectionFailed) and name == "open" and not self._measured_any():
+                raise exc  # the first connection: a plain connection error, nothing to keep
             if attempt == 2:
                 raise _Stop(f"{w.name} failed twice: {exc}", FAULT)
             for lost, e in failed:
@@ -440,7 +438,7 @@ class _Coordinator:
                 future = lost.submit(lost.reconnect)
                 self._wait([(lost, future)])
                 if future.exception() is not None:
-                    raise _Stop(f"{lost.name} cannot be reached: {future.exception()}", FAULT)
+                    raise _Stop(f"{lost.name} was lost ({e}) and cannot be reached again", FAULT)
             self.retries += 1
         raise AssertionError("unreachable")
 
@@ -493,7 +491,7 @@ class _Coordinator:
             rec.errors.pop(key, None)
             rec.warmups.pop(key, None)
         self.current = key
-        warmed = self.both("warm", key, dbname, stmt, values)
+        warmed = self._warm(key, dbname, stmt, values)
         for side, answer in zip((self.old, self.new), warmed, strict=True):
             if isinstance(answer, str):
                 side.record.errors[key] = answer
@@ -510,6 +508,24 @@ class _Coordinator:
             ok = self._pairs(key, dbname, stmt, values, more)
         self.current = None
         return ok
+
+    def _warm(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...],
+              ) -> tuple[tuple[Warmup, Run] | str, tuple[Warmup, Run] | str]:
+        """Discarded runs, in pairs, until reads from outside shared buffers stop falling on both
+        sides: each side's warm-up and its last run, or its error.
+
+        Both sides run the same number: a write draws as many sequence values on each (a synced
+        NEW stays synced), and the load stays even."""
+        runs: tuple[list[Run], list[Run]] = ([], [])
+        while True:
+            answers = self.both("measure", key, dbname, stmt, values)
+            if any(isinstance(a, str) for a in answers):
+                return tuple(  # type: ignore[return-value]
+                    a if isinstance(a, str) else _warmup([*r, a]) for a, r in zip(answers, runs, strict=True))
+            for r, a in zip(runs, answers, strict=True):
+                r.append(a)
+            if all(_warm_enough(r) for r in runs):
+                return _warmup(runs[0]), _warmup(runs[1])
 
     def large_same_plan(self, key: Key) -> bool:
         c = self.call(key)
@@ -586,10 +602,10 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
     new = _Worker("new", new_dsn, limits, multi, resume.new.kept() if resume else None)
     co = _Coordinator(old, new, thresholds, repeat, stop, budget, progress)
     stopped: Stopped | None = None
+    kept = sum(1 for k in old.record.runs if co.done(k))
     stop.active = True
     try:
         if resume is not None and progress:
-            kept = sum(1 for k in old.record.runs if co.done(k))
             progress(f"resuming: {kept} parameter sets already measured are kept")
         todo: list[Item] = []
         done = 0
@@ -644,4 +660,4 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
         for rec in (old.record, new.record):
             rec.errors = {k: mask_quoted(v) for k, v in rec.errors.items()}
             rec.plan_only = {k: mask_quoted(v) if isinstance(v, str) else v for k, v in rec.plan_only.items()}
-    return Recording(old.record, new.record, stopped, co.retries, round(co.paused_s, 3))
+    return Recording(old.record, new.record, stopped, co.retries, round(co.paused_s, 3), kept)

@@ -217,7 +217,7 @@ def _safety(c: Comparison) -> dict[str, Any] | None:
     if c.policy is None:
         return None
     return {**asdict(c.policy), "budget": asdict(c.budget) if c.budget else None,
-            "retries": c.retries, "paused_s": round(c.paused_s, 1)}
+            "retries": c.retries, "paused_s": round(c.paused_s, 1), "kept_from_resume": c.kept}
 
 
 def to_dict(c: Comparison) -> dict[str, Any]:
