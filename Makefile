@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.capture_bench
 	$(PY) -m benchmarks.capture_coverage
 	$(PY) -m benchmarks.trust
+	$(PY) -m benchmarks.faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports/*.html reports/*.json

@@ -92,7 +92,7 @@ from planguard.recording import (
     Stopped,
     param_sets_of,
 )
-from planguard.safety import may_plan, refusal
+from planguard.safety import is_write, may_plan, refusal
 from planguard.sampling import type_default
 from planguard.timing import NoiseFloor, noise_floor
 from planguard.workload import Statement, Workload
@@ -406,22 +406,25 @@ class _Coordinator:
     def _measured_any(self) -> bool:
         return bool(self.old.record.runs or self.new.record.runs)
 
-    def both(self, name: str, *args: Any, old_first: bool = True) -> tuple[Any, Any]:
+    def both(self, name: str, *args: Any, old_first: bool = True,
+             sides: tuple[bool, bool] = (True, True)) -> tuple[Any, Any]:
         """Hand both workers step ``name`` at once; wait for both; (OLD's, NEW's) answers.
+        ``sides`` (OLD, NEW) leaves a side out: its answer is None.
 
         A session lost on either side is opened again and the step runs again on both; a
         second failure stops the run (``_Stop``)."""
         for attempt in (1, 2):
             self._checkpoint()
             order = (self.old, self.new) if old_first else (self.new, self.old)
-            futures = [(w, w.submit(getattr(w, name), *args)) for w in order]
+            wanted = {self.old.label: sides[0], self.new.label: sides[1]}
+            futures = [(w, w.submit(getattr(w, name), *args)) for w in order if wanted[w.label]]
             self._wait(futures)
             if self.stop.requested:
                 raise _Stop(self.stop.reason or "stopped", self.stop.kind or FAULT)
             failed = [(w, f.exception()) for w, f in futures if f.exception() is not None]
             if not failed:
                 answers = {w.label: f.result() for w, f in futures}
-                return answers["old"], answers["new"]
+                return answers.get("old"), answers.get("new")
             for _, exc in failed:
                 if not isinstance(exc, (ConnectionFailed, Cancelled)):
                     raise exc  # type: ignore[misc]
@@ -511,20 +514,25 @@ class _Coordinator:
 
     def _warm(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...],
               ) -> tuple[tuple[Warmup, Run] | str, tuple[Warmup, Run] | str]:
-        """Discarded runs, in pairs, until reads from outside shared buffers stop falling on both
-        sides: each side's warm-up and its last run, or its error.
-
-        Both sides run the same number: a write draws as many sequence values on each (a synced
-        NEW stays synced), and the load stays even."""
+        """Discarded runs until reads from outside shared buffers stop falling on each side:
+        each side's warm-up and its last run, or its error.  Both sides start at once; a read
+        stops on the side that is warm (a cold NEW adds no load on OLD), a write goes on in
+        pairs: it draws as many sequence values on each side, so a synced NEW stays synced."""
         runs: tuple[list[Run], list[Run]] = ([], [])
+        lockstep = is_write(stmt.query)
+        warm = [False, False]
         while True:
-            answers = self.both("measure", key, dbname, stmt, values)
+            sides = (True, True) if lockstep else (not warm[0], not warm[1])
+            answers = self.both("measure", key, dbname, stmt, values, sides=sides)
             if any(isinstance(a, str) for a in answers):
                 return tuple(  # type: ignore[return-value]
-                    a if isinstance(a, str) else _warmup([*r, a]) for a, r in zip(answers, runs, strict=True))
-            for r, a in zip(runs, answers, strict=True):
-                r.append(a)
-            if all(_warm_enough(r) for r in runs):
+                    a if isinstance(a, str) else _warmup([*r, a] if a is not None else r)
+                    for a, r in zip(answers, runs, strict=True))
+            for i, (r, a) in enumerate(zip(runs, answers, strict=True)):
+                if a is not None:
+                    r.append(a)
+                    warm[i] = _warm_enough(r)
+            if all(warm):
                 return _warmup(runs[0]), _warmup(runs[1])
 
     def large_same_plan(self, key: Key) -> bool:

@@ -299,6 +299,7 @@ def test_a_cold_new_is_warmed_up_before_it_is_measured(clusters: Pair, olddb: st
     (p,) = result.statements[0].param_sets
     assert p.new.warmup is not None and p.old.warmup is not None
     assert p.new.warmup.first_read >= 1000 and p.new.warmup.last_read == 0 and p.new.warmup.runs >= 2
+    # OLD was warm: its warm-up ended after one run (a read: no extra load on OLD for NEW's cache).
     assert p.old.warmup.first_read == 0 and p.old.warmup.runs == 1
     (cold,) = [f for f in result.findings if f.kind == "cold_cache"]
     assert cold.severity == "info" and "public.wide" in cold.message

@@ -4,10 +4,9 @@ and SIGTERM; then ``--resume``.  What must hold every time: the other side stops
 partial result is kept, exit code 2 with one line and no traceback, and a resumed run
 reaches the verdict an uninterrupted one reaches.
 
-The pair is this module's own (it is crashed and restarted): OLD the oldest PostgreSQL
-found, NEW the newest, NEW restored with its biggest table never analyzed (a regression to
-find).  A one-row ``knob`` table sets how long the ``pg_sleep(secs)`` statement in the
-workload runs: long while a fault is injected, short when the run resumes.
+The pair is this module's own (it is crashed and restarted): see tests/fixtures/fault_pair.py.
+benchmarks/faults.py measures on the same pair what these tests assert: time from fault to
+exit, to the other side going idle, sessions left, statements resumed.
 """
 
 from __future__ import annotations
@@ -15,80 +14,44 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from planguard.budget import Budget
-from planguard.capture import capture
-from planguard.clusters import Cluster, pick_pair
+from planguard.clusters import Cluster
 from planguard.compare import compare
-from planguard.demo import load_old, restore_new
 from planguard.errors import ClusterError
 from planguard.model import Comparison
 from planguard.params import analyze
 from planguard.recording import Recording
-from planguard.workload import Statement
+from tests.fixtures.fault_pair import (
+    KNOB,
+    LONG,
+    FaultPair,
+    cancelled_in_log,
+    fault_pair,
+    log_size,
+    planguard_sessions,
+    resync_sequences,
+    sleeping_on,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
-
-KNOB = "SELECT pg_sleep(secs) FROM knob"
-LONG = 60.0  # seconds the knob statement sleeps while a fault is injected
-
-
-@dataclass
-class FaultPair:
-    old: Cluster
-    new: Cluster
-    workload: Path
-    reference: Comparison  # the uninterrupted comparison, knob short
-
-    def knob(self, secs: float) -> None:
-        for c in (self.old, self.new):
-            with psycopg.connect(c.dsn(), autocommit=True) as conn:
-                conn.execute("UPDATE knob SET secs = %s", (secs,))
-
-
-def _knob_statement(dbname: str) -> Statement:
-    shape = analyze(KNOB)
-    return Statement(fingerprint=shape.fingerprint, query=KNOB, kind="select", calls=10, total_ms=10.0,
-                     mean_ms=1.0, tables=("public.knob",), database=dbname)
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultPair]:
-    work = tmp_path_factory.mktemp("faults")
     try:
-        old_install, new_install = pick_pair()
-        old = Cluster(old_install, name="fault-old").start()
-        new = Cluster(new_install, name="fault-new", settings={"autovacuum": "off"}).start()
+        with fault_pair(tmp_path_factory.mktemp("faults")) as p:
+            assert p.reference.verdict.decision == "NO-GO" and not p.reference.partial
+            yield p
     except ClusterError as exc:
         pytest.exit(f"cannot start the fault-injection clusters: {exc}", returncode=3)
-    try:
-        load_old(old, 30_000, 120)
-        restore_new(old, new, work)
-        wl = capture(old.dsn(), top=20)
-        for c in (old, new):  # after the capture: its own statements are not the workload's
-            with psycopg.connect(c.dsn(), autocommit=True) as conn:
-                conn.execute("CREATE TABLE knob (secs float8 NOT NULL); INSERT INTO knob VALUES (0.01); "
-                             "ANALYZE knob")
-        # The knob statement second: a fault in it leaves statements measured before it and
-        # statements not reached after it.
-        wl = replace(wl, statements=(wl.statements[0], _knob_statement("postgres"), *wl.statements[1:]))
-        path = work / "faults.json"
-        wl.save(path)
-        reference = compare(old.dsn(), new.dsn(), wl, repeat=5)
-        assert reference.verdict.decision == "NO-GO" and not reference.partial
-        yield FaultPair(old, new, path, reference)
-    finally:
-        new.stop()
-        old.stop()
 
 
 def _blockers(result: Comparison | dict) -> set[tuple[str, str]]:
@@ -97,23 +60,13 @@ def _blockers(result: Comparison | dict) -> set[tuple[str, str]]:
     return {(f.kind, f.object) for f in result.findings if f.severity == "blocker"}
 
 
-def _planguard_sessions(cluster: Cluster) -> list[tuple[str, str]]:
-    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
-            "SELECT state, query FROM pg_stat_activity WHERE application_name = 'planguard'").fetchall()]
-
-
 def _none_left(cluster: Cluster) -> bool:
     """Nothing of planguard's on ``cluster``: backends end just after their client closes."""
-    for _ in range(50):
-        if not _planguard_sessions(cluster):
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def _sleeping_on(cluster: Cluster) -> bool:
-    return any(state == "active" and "pg_sleep(secs)" in q for state, q in _planguard_sessions(cluster))
+    try:
+        wait_until(lambda: not planguard_sessions(cluster), timeout=10)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _active_sleeps(cluster: Cluster) -> int:
@@ -123,40 +76,9 @@ def _active_sleeps(cluster: Cluster) -> int:
         return int(row[0]) if row else 0
 
 
-def _wait_until(cond: object, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "the condition never came true"
-        time.sleep(0.1)
-
-
-def _cmd(p: FaultPair, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "planguard.cli", "compare", p.old.dsn(), p.new.dsn(), "-w", str(p.workload),
-            "-o", str(out / "r.html"), "--json", str(out / "r.json"), "--statement-timeout", "300000",
-            "-q", *extra]
-
-
-def _cancelled_in_log(cluster: Cluster, since: int) -> bool:
-    return "canceling statement due to user request" in cluster.logfile.read_text(errors="replace")[since:]
-
-
-def _log_size(cluster: Cluster) -> int:
-    return len(cluster.logfile.read_text(errors="replace"))
-
-
-def _resync_sequences(old: Cluster, new: Cluster) -> None:
-    """Crash recovery moves OLD's sequences on by up to 32 values (what it had logged ahead of
-    use), past what NEW holds: planguard reports it (sequence_behind); the next tests want the
-    pair as it was, so NEW takes OLD's values, as a DBA would before a cutover."""
-    with psycopg.connect(old.dsn(), autocommit=True) as o, psycopg.connect(new.dsn(), autocommit=True) as n:
-        for schema, name, value in o.execute("SELECT schemaname, sequencename, last_value FROM pg_sequences "
-                                             "WHERE last_value IS NOT NULL").fetchall():
-            n.execute("SELECT setval(quote_ident(%s) || '.' || quote_ident(%s), %s)", (schema, name, value))
-
-
 def _resume_matches_reference(p: FaultPair, out: Path) -> dict:
     p.knob(0.01)
-    res = subprocess.run(_cmd(p, out, "--resume", str(out / "r.json")), capture_output=True, text=True,
+    res = subprocess.run(p.cmd(out, "--resume", str(out / "r.json")), capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 1, res.stderr
     report = json.loads((out / "r.json").read_text())
@@ -170,10 +92,10 @@ def _resume_matches_reference(p: FaultPair, out: Path) -> dict:
 def test_a_fault_mid_run_stops_both_sides_keeps_the_result_and_resumes(pair: FaultPair, tmp_path: Path,
                                                                       fault: str) -> None:
     pair.knob(LONG)
-    marks = {c: _log_size(c) for c in (pair.old, pair.new)}
-    proc = subprocess.Popen(_cmd(pair, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marks = {c: log_size(c) for c in (pair.old, pair.new)}
+    proc = subprocess.Popen(pair.cmd(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_until(lambda: _sleeping_on(pair.old) and _sleeping_on(pair.new))
+        wait_until(lambda: sleeping_on(pair.old) and sleeping_on(pair.new))
         victim = survivor = None
         if fault.startswith("crash"):
             victim, survivor = (pair.new, pair.old) if fault.endswith("NEW") else (pair.old, pair.new)
@@ -187,7 +109,7 @@ def test_a_fault_mid_run_stops_both_sides_keeps_the_result_and_resumes(pair: Fau
         if victim is not None:
             victim.restart()
             if victim is pair.old:
-                _resync_sequences(pair.old, pair.new)
+                resync_sequences(pair.old, pair.new)
     assert proc.returncode == 2, stderr
     assert "Traceback" not in stderr and "Traceback" not in stdout
     (line,) = stderr.strip().splitlines()
@@ -195,7 +117,7 @@ def test_a_fault_mid_run_stops_both_sides_keeps_the_result_and_resumes(pair: Fau
     # The side still up was cancelled at once (its server says so), not left to finish a
     # statement for a comparison that can no longer finish; nothing of planguard's is left.
     for side in [survivor] if survivor else [pair.old, pair.new]:
-        assert _cancelled_in_log(side, marks[side]), f"no cancel in {side.name}'s log"
+        assert cancelled_in_log(side, marks[side]), f"no cancel in {side.name}'s log"
         assert _none_left(side)
     report = json.loads((tmp_path / "r.json").read_text())
     part = report["partial"]
@@ -217,7 +139,7 @@ def test_a_terminated_session_is_opened_again_and_the_run_finishes(pair: FaultPa
     terminated: list[int] = []
 
     def terminate_once() -> None:
-        _wait_until(lambda: _sleeping_on(pair.new), timeout=300)
+        wait_until(lambda: sleeping_on(pair.new), timeout=300)
         with psycopg.connect(pair.new.dsn(), autocommit=True) as conn:
             row = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
                                "WHERE application_name = 'planguard' AND query LIKE '%pg_sleep(secs)%'").fetchone()
@@ -264,7 +186,7 @@ def test_a_lock_held_marks_the_statement_and_the_run_goes_on_then_resume_measure
 
 def test_a_budget_spent_gives_a_partial_result_judged_as_it_stands(pair: FaultPair, tmp_path: Path) -> None:
     pair.knob(1.0)
-    res = subprocess.run(_cmd(pair, tmp_path, "--max-total", "1s", "--no-generic"), capture_output=True,
+    res = subprocess.run(pair.cmd(tmp_path, "--max-total", "1s", "--no-generic"), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert "partial: the time budget (--max-total 1 s) is spent" in res.stdout
@@ -272,9 +194,13 @@ def test_a_budget_spent_gives_a_partial_result_judged_as_it_stands(pair: FaultPa
     assert report["partial"]["kind"] == "budget"
     kinds = {f["kind"]: f["severity"] for f in report["findings"]}
     assert kinds["run_stopped"] == "warning" and kinds["incomplete_coverage"] == "blocker"
+    # The reviewer sees it is partial before reading the verdict's reasons.
+    page = (tmp_path / "r.html").read_text()
+    assert 'id="partial"' in page and "PARTIAL RESULT" in page and "--max-total 1 s" in page
+    assert page.index('id="partial"') < page.index('id="coverage"')
     assert _none_left(pair.old) and _none_left(pair.new)
     # The cap on OLD's server time stops it the same way.
-    res = subprocess.run(_cmd(pair, tmp_path, "--max-old-server-time", "2s", "--no-generic"),
+    res = subprocess.run(pair.cmd(tmp_path, "--max-old-server-time", "2s", "--no-generic"),
                          capture_output=True, text=True, timeout=300)
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["partial"]["kind"] == "budget" and "--max-old-server-time" in report["partial"]["reason"]
@@ -291,7 +217,7 @@ def test_polite_mode_waits_while_old_is_busy(pair: FaultPair) -> None:
     for t in threads:
         t.start()
     try:
-        _wait_until(lambda: _active_sleeps(pair.old) == 3, timeout=30)
+        wait_until(lambda: _active_sleeps(pair.old) == 3, timeout=30)
         result = compare(pair.old.dsn(), pair.new.dsn(), wl, repeat=2, generic=False,
                          budget=Budget(polite_active=1))
     finally:

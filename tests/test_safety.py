@@ -201,3 +201,53 @@ def test_a_replica_as_new_runs_reads_and_plans_writes(clusters: Pair, olddb: str
     assert write.plan_only is not None and write.plan_only.new is not None
     assert read.status not in ("skipped", "error")
     assert result.policy is not None and result.policy.writes == "explain"
+
+
+@pytest_db
+def test_a_statement_failing_on_new_only_blocks_with_the_servers_words(clusters: Pair, olddb: str, newdb: str,
+                                                                      dbname: str) -> None:
+    """A function removed, a column's type changed, a privilege not granted on NEW: each is an
+    ``error`` call and a blocker quoting NEW's server; an error on both sides is existing."""
+    role = f"r_{dbname}"[:60]
+    for dsn in (olddb, newdb):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(TABLE)
+            conn.execute("CREATE FUNCTION bump(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + 1'; "
+                         "CREATE TABLE secrets (id int PRIMARY KEY, v text); "
+                         "INSERT INTO secrets SELECT g, 's' || g FROM generate_series(1, 100) g; ANALYZE secrets")
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+            conn.execute(f"CREATE ROLE {role} LOGIN")
+            conn.execute(f"GRANT SELECT ON items, secrets TO {role}; GRANT EXECUTE ON FUNCTION bump(int) TO {role}")
+    with psycopg.connect(newdb, autocommit=True) as conn:
+        conn.execute(f"DROP FUNCTION bump(int); REVOKE SELECT ON secrets FROM {role}; "
+                     "ALTER TABLE items ALTER COLUMN note TYPE int USING length(note)")
+    queries = [
+        ("SELECT bump(qty) FROM items WHERE owner = $1", ("3",)),
+        ("SELECT count(*) FROM items WHERE note LIKE $1", ("n1%",)),
+        ("SELECT v FROM secrets WHERE id = $1", ("7",)),
+        ("SELECT no_such_column FROM items WHERE owner = $1", ("3",)),
+        ("SELECT count(*) FROM items WHERE owner = $1", ("3",)),
+    ]
+    as_role = [dsn.replace("user=postgres", f"user={role}") for dsn in (olddb, newdb)]
+    try:
+        result = compare(*as_role, _workload(dbname, queries), repeat=2, generic=False)
+    finally:
+        for c in (clusters.old, clusters.new):
+            with psycopg.connect(c.dsn(dbname), autocommit=True) as conn:
+                conn.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+    by_query = {r.statement.query: r for r in result.statements}
+    words = {queries[0][0]: "function bump(integer) does not exist",
+             queries[1][0]: "operator does not exist: integer ~~",
+             queries[2][0]: "permission denied for table secrets"}
+    errors = {f.subject.name: f for f in result.findings if f.kind == "query_error" and f.subject}
+    assert set(errors) == {by_query[q].statement.short_id for q in [*words, queries[3][0]]}
+    for query, said in words.items():
+        r = by_query[query]
+        assert r.status == "error" and r.reason.startswith("fails on NEW only") and said in r.reason, r.reason
+        f = errors[r.statement.short_id]
+        assert f.severity == "blocker" and said in f.message
+    both = by_query[queries[3][0]]
+    assert both.status == "error" and "fails on both clusters, an existing error" in both.reason
+    assert errors[both.statement.short_id].severity != "blocker"
+    assert by_query[queries[4][0]].status not in ("error", "skipped")
+    assert result.verdict.decision == "NO-GO"
