@@ -445,7 +445,7 @@ def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresh
     assert old_side.info and new_side.info
     noise = noise_floor([r.execution_ms for r in runs]
                         for rec in (old_side, new_side) for runs in rec.runs.values())
-    missing = "not run" if stopped is None else f"{NOT_FINISHED}not reached: {stopped.reason}"
+    missing = "not run" if stopped is None else f"{NOT_FINISHED}the run stopped first ({stopped.reason})"
     results: list[StatementResult] = []
     for stmt in workload.statements:
         sets = param_sets_of(stmt)
@@ -497,10 +497,12 @@ def _stopped_findings(stopped: Stopped | None, results: Sequence[StatementResult
     unreached = sum(1 for r in results if r.not_reached)
     cut = len({k[0] for k in stopped.in_flight})
     done = len(results) - unreached - cut
-    what = {INTERRUPTED: "It was interrupted", FAULT: "A fault stopped it", BUDGET: "A budget stopped it"}
+    what = {FAULT: "A fault stopped it: ", BUDGET: "It stopped: "}
+    reason = stopped.reason[0].upper() + stopped.reason[1:] if stopped.kind == INTERRUPTED else \
+        what.get(stopped.kind, "It stopped: ") + stopped.reason
     return [Finding(
         RUN_STOPPED, "warning" if stopped.kind == BUDGET else "blocker", "workload",
-        f"The comparison is partial. {what.get(stopped.kind, 'It stopped')}: {stopped.reason}. "
+        f"The comparison is partial. {reason}. "
         f"{done} of {len(results)} statements were compared, {cut} cut short, {unreached} not reached; "
         + ("the verdict judges what was measured, and coverage decides." if stopped.kind == BUDGET else
            "a partial result gives no GO."),
@@ -524,8 +526,7 @@ def _coverage_findings(cov: Coverage, t: Thresholds) -> list[Finding]:
     """A GO that rests on a tenth of the workload is not a GO."""
     if cov.share >= t.min_coverage or not cov.statements:
         return []
-    missing = [f"statement {r.statement.short_id} ({why})" for r, why in
-               sorted(cov.unjudged, key=lambda x: -x[0].statement.total_ms)]
+    missing = cov.unjudged_items()
     return [Finding(
         INCOMPLETE_COVERAGE, "blocker", "workload",
         f"The verdict {cov.text()}, below the {t.min_coverage:.0%} it needs (min_coverage): "

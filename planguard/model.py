@@ -205,6 +205,18 @@ class Coverage:
             parts.append(f"{len(self.guessed_only)} compared with guessed values only")
         return f"{head} ({', '.join(parts)})"
 
+    def unjudged_items(self) -> list[str]:
+        """What was not judged and why, heaviest first; the statements a stopped run did not
+        reach are one item, not one each."""
+        ranked = sorted(self.unjudged, key=lambda x: -x[0].statement.total_ms)
+        items = [f"statement {r.statement.short_id} ({why})" for r, why in ranked if not r.not_reached]
+        unreached = [why for r, why in ranked if r.not_reached]
+        if unreached:
+            n = len(unreached)
+            items.append(f"{n} statement{'s' if n != 1 else ''} {unreached[0]}".replace(
+                "the run stopped before it", "the run stopped before " + ("them" if n != 1 else "it")))
+        return items
+
 
 def _judged(r: StatementResult) -> str | None:
     """None when the verdict judged the statement, else why not."""

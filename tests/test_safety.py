@@ -112,6 +112,9 @@ def test_a_partial_recording_is_judged_partial() -> None:
     assert stopped.severity == "blocker" and "1 of 8 statements were compared, 1 cut short, 6 not reached" \
         in stopped.message
     assert not [f for f in result.findings if f.kind == "statement_skipped"]  # said once, not per statement
+    coverage = next(f for f in result.findings if f.kind == "incomplete_coverage")
+    assert "6 statements not reached: the run stopped before them (interrupted by SIGTERM)" in coverage.message
+    assert coverage.message.count("not reached") == 1
     budget = replace(partial, stopped=Stopped("the time budget (--max-total 1 s) is spent", "budget", ()))
     judged = comparison_of(workload, budget, Thresholds(), repeat=5, redact=False, started_at="x",
                            duration_s=0.0)

@@ -90,6 +90,7 @@ def _coverage(cov: Coverage | None) -> dict[str, Any] | None:
             "calls_share": None if cov.calls_share is None else round(cov.calls_share, 4),
             "statements_judged": cov.judged, "statements": cov.statements, "text": cov.text(),
             "unjudged": [{"fingerprint": r.statement.fingerprint, "reason": why} for r, why in cov.unjudged],
+            "unjudged_items": cov.unjudged_items(),
             "guessed_only": [r.statement.fingerprint for r in cov.guessed_only]}
 
 
