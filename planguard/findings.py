@@ -13,6 +13,8 @@ and its message is rendered from them, never parsed back out of prose.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 SEVERITIES = ("blocker", "warning", "info")
@@ -300,12 +302,44 @@ class Finding:
     remediation: str  # SQL or an action the reviewer can copy
     subject: Subject | None = None
     causes: tuple[Cause, ...] = ()
+    # One line for the verdict: what, where, how bad, the root cause (the message's first
+    # sentence when not given).
+    headline: str = ""
+    # The average active sessions it adds at production call rates: a statement's own; a
+    # cause's, the sum over the statements it explains (None: not known or not a load).
+    extra_active_sessions: float | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
         if self.kind not in KINDS:
             raise ValueError(f"finding kind {self.kind!r} is not declared in planguard.findings")
+        if not self.headline:
+            object.__setattr__(self, "headline", first_sentence(self.message))
+
+
+HEADLINE_MAX = 200
+
+
+def first_sentence(text: str, limit: int = HEADLINE_MAX) -> str:
+    """The first sentence of ``text`` on one line, cut at a clause boundary near ``limit``."""
+    one = " ".join(text.split())
+    head = re.split(r"(?<=[.!?])\s+(?=[A-Z(])", one, maxsplit=1)[0]
+    if len(head) <= limit:
+        return head
+    cut = max(head.rfind(sep, 0, limit) for sep in (": ", "; ", ", ", " ("))
+    return (head[:cut] if cut > limit // 2 else head[:limit].rsplit(" ", 1)[0]).rstrip(" ,;:(") + " …"
+
+
+def finding_ids(findings: Sequence[Finding]) -> list[str]:
+    """A stable anchor per finding, unique in the list: its kind and object as a slug."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in findings:
+        base = re.sub(r"[^a-z0-9._-]+", "-", f"{f.kind}-{f.object}".lower()).strip("-")[:80]
+        n = seen[base] = seen.get(base, 0) + 1
+        out.append(base if n == 1 else f"{base}-{n}")
+    return out
 
 
 def sql_literal(value: str) -> str:

@@ -10,7 +10,7 @@ typed causes (``planguard.causes``), the cold-cache note and the coverage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planguard.calls import SEVERITY, Call, classify
 from planguard.causes import cause_fixes, cause_text, regression_causes, same_plan_causes
@@ -94,12 +94,16 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
         if res.status == "regressed" and dec is not None:
             causes = regression_causes(dec, context, old, new)
             plan_change = "; ".join(c.detail for c in dec.changes) or "same plan"
-            severity, load = _load_text(impact_of(s, dec), thresholds, dec.label)
+            imp = impact_of(s, dec)
+            severity, load = _load_text(imp, thresholds, dec.label)
             out.append(Finding(
                 PLAN_REGRESSION, severity, obj,
                 f"{obj} ({rate}) regressed with parameters '{dec.label}': {dec.call.reason}. "
                 f"{load} Plan: {plan_change}. Likely cause: {cause_text(causes)}.",
                 cause_fixes(causes), subject, causes,
+                headline=_headline(obj, dec.call, "slower on NEW", dec.label, imp,
+                                   causes[0].detail if causes else "a planner change"),
+                extra_active_sessions=imp.extra_sessions if imp else None,
             ))
         elif res.status == "slower_same_plan" and dec is not None:
             out.append(_same_plan_finding(res, dec, obj, subject, rate, old, new, context, thresholds))
@@ -202,7 +206,8 @@ def _same_plan_finding(res: StatementResult, dec: ParamSetResult, obj: str, subj
     when large, confirmed by an independent second round of pairs, and heavy at production rates."""
     causes = same_plan_causes(dec, old, new, context)
     conf = dec.confirmation
-    severity, load = _load_text(impact_of(res.statement, dec), t, dec.label)
+    imp = impact_of(res.statement, dec)
+    severity, load = _load_text(imp, t, dec.label)
     if not _large(dec.call, t):
         verdict = (f"That is below the {t.same_plan_block_ratio:g}× and {t.same_plan_block_ms:g} ms from "
                    "which a same-plan slowdown blocks, so it warns.")
@@ -218,6 +223,9 @@ def _same_plan_finding(res: StatementResult, dec: ParamSetResult, obj: str, subj
         f"{obj} ({rate}) is slower on NEW with the same plan and the same buffers, parameters "
         f"'{dec.label}': {dec.call.reason}. {verdict} What to check: {cause_text(causes)}.",
         cause_fixes(causes), subject, causes,
+        headline=_headline(obj, dec.call, "slower on NEW with the same plan and buffers", dec.label, imp,
+                           causes[0].detail if causes else None),
+        extra_active_sessions=imp.extra_sessions if imp else None,
     )
 
 
@@ -294,6 +302,8 @@ def _generic_findings(res: StatementResult, obj: str, subject: Subject, rate: st
         # application gets OLD's custom plan before and NEW's generic plan after.
         flip = classify(p.old, g.new, thresholds, noise, paired=False)
         if flip.status == "regressed":
+            flip_imp = (Impact(res.statement.calls_per_second, p.old.median_ms, g.new.median_ms)
+                        if p.old.median_ms is not None and g.new.median_ms is not None else None)
             flip_fix = ("-- find why NEW prefers the generic plan (plan_cache_mode setting? statistics?):\n"
                         "ALTER ROLE <app_role> SET plan_cache_mode = auto;  -- or force_custom_plan")
             out.append(Finding(
@@ -304,6 +314,9 @@ def _generic_findings(res: StatementResult, obj: str, subject: Subject, rate: st
                 flip_fix, subject,
                 (Cause("plan_cache_flip", "OLD's plan cache keeps custom plans, NEW's switches to the "
                        "generic plan after 5 executions", flip_fix),),
+                headline=_headline(obj, flip, "slower on NEW as a prepared statement", p.label,
+                                   flip_imp, "NEW's plan cache switches to the generic plan"),
+                extra_active_sessions=flip_imp.extra_sessions if flip_imp else None,
             ))
             return out
     for p in res.param_sets:
@@ -323,9 +336,26 @@ def _generic_findings(res: StatementResult, obj: str, subject: Subject, rate: st
             + ("; ".join(c.detail for c in g.changes) or "same plan") + ".",
             "-- fix statistics first (ANALYZE); if it persists, keep custom plans for this role:\n"
             "ALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;", subject,
+            headline=_headline(obj, g.call, "generic plan slower on NEW", p.label, None,
+                               "; ".join(c.detail for c in g.changes[:1]) or None),
         ))
         break
     return out
+
+
+def _ms(v: float) -> str:
+    return f"{v:,.2f}" if v < 10 else f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+
+
+def _headline(obj: str, call: Call, what: str, label: str, imp: Impact | None, cause: str | None) -> str:
+    """One line: what, where, how bad at production rates, the root cause."""
+    ev = call.evidence
+    how = f"{ev.ratio:,.0f}× {what} ({_ms(ev.old_ms)} → {_ms(ev.new_ms)} ms, '{label}')" if ev else what
+    if imp is not None and imp.extra_sessions is not None and imp.calls_per_second:
+        how += f", {imp.extra_sessions:+,.3f} active sessions at {imp.calls_per_second:,.1f} calls/s"
+    elif imp is not None:
+        how += ", call rate unknown"
+    return f"{obj}: {how}" + (f"; cause: {cause}" if cause else "")
 
 
 COLD_BLOCKS = 1000  # reads on NEW's first executions from which its cold cache is worth saying
@@ -487,7 +517,30 @@ def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresh
                               + _coverage_findings(coverage, thresholds)
                               + _stopped_findings(stopped, results)
                               + _same_cluster(old_side.info, new_side.info))
-    return Judgement(tuple(results), tuple(findings), noise, coverage)
+    return Judgement(tuple(results), tuple(_weighed(findings)), noise, coverage)
+
+
+def _weighed(findings: Sequence[Finding]) -> list[Finding]:
+    """A cause weighs what the statements it explains add: the sum of their active sessions,
+    so that the reasons are ordered by workload impact and a cause comes before its symptoms."""
+    load: dict[tuple[str, str, str | None], list[float]] = {}
+    for f in findings:
+        if f.extra_active_sessions is None:
+            continue
+        for c in f.causes:
+            if c.subject is not None:
+                key = (c.subject.type, c.subject.name, c.subject.database)
+                load.setdefault(key, []).append(max(f.extra_active_sessions, 0.0))
+    out = []
+    for f in findings:
+        weights = load.get((f.subject.type, f.subject.name, f.subject.database)) if f.subject else None
+        if f.extra_active_sessions is None and weights:
+            n, total = len(weights), sum(weights)
+            f = replace(f, extra_active_sessions=total, headline=(
+                f"{f.headline.rstrip('.')}; behind {n} slower statement{'s' if n != 1 else ''} adding "
+                f"{total:+,.3f} active sessions"))
+        out.append(f)
+    return out
 
 
 def _stopped_findings(stopped: Stopped | None, results: Sequence[StatementResult]) -> list[Finding]:

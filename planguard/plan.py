@@ -272,6 +272,36 @@ def redact_expression(expr: str) -> str:
         return "<redacted>"
 
 
+# EXPLAIN keys whose strings name what the planner chose, never a value from the query.
+STRUCTURAL_KEYS = frozenset({
+    "Node Type", "Relation Name", "Schema", "Alias", "Index Name", "Join Type", "Strategy",
+    "Partial Mode", "Parent Relationship", "Subplan Name", "Scan Direction", "Sort Method",
+    "Sort Space Type", "Operation", "CTE Name", "Function Name", "Command", "Custom Plan Provider",
+    "Parallel Aware", "Async Capable", "Inner Unique", "Single Copy",
+})
+
+
+def raw_json(plan: Plan, redact: bool = False) -> dict[str, Any]:
+    """The root plan object as PostgreSQL printed it; ``redact``: every expression (conditions,
+    keys, outputs) with its constants replaced by ``$n``."""
+    def clean(key: str, value: Any) -> Any:
+        if key in STRUCTURAL_KEYS:
+            return value
+        if isinstance(value, str):
+            return redact_expression(value)
+        if isinstance(value, list):
+            return [redact_expression(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    def walk(node: PlanNode) -> dict[str, Any]:
+        out = {k: clean(k, v) if redact else v for k, v in node.raw.items()}
+        if node.children:
+            out["Plans"] = [walk(c) for c in node.children]
+        return out
+
+    return json.loads(json.dumps(walk(plan.root)))  # plain lists and dicts, nothing shared
+
+
 def render_text(plan: Plan, redact: bool = False) -> str:
     """Plan as indented text in the spirit of EXPLAIN (ANALYZE, BUFFERS) text output.
 

@@ -2,7 +2,8 @@
 
 NO-GO when any finding is a blocker: a statement regressed beyond the thresholds,
 a statement fails on NEW only, or a table the workload touches was never analyzed
-on NEW.  The reasons list blockers first, most important kinds first.
+on NEW.  The reasons are one line each (``Finding.headline``): blockers first, the heaviest
+at production rates first, causes before their symptoms.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ class Verdict:
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
-    def key(f: Finding) -> tuple[int, int, str]:
+    """By severity, then by the load each adds at production rates (a cause weighs the sum of
+    its symptoms), then causes before symptoms."""
+    def key(f: Finding) -> tuple[int, float, int, str]:
         kind_rank = KIND_ORDER.index(f.kind) if f.kind in KIND_ORDER else len(KIND_ORDER)
-        return SEVERITIES.index(f.severity), kind_rank, f.object
+        return SEVERITIES.index(f.severity), -(f.extra_active_sessions or 0.0), kind_rank, f.object
     return sorted(findings, key=key)
 
 
@@ -38,7 +41,7 @@ def decide(findings: Iterable[Finding]) -> Verdict:
     ordered = sort_findings(findings)
     blockers = [f for f in ordered if f.severity == "blocker"]
     if blockers:
-        return Verdict(NO_GO, tuple(f"{f.kind}: {f.message}" for f in blockers))
+        return Verdict(NO_GO, tuple(f"{f.kind}: {f.headline}" for f in blockers))
     warnings = [f for f in ordered if f.severity == "warning"]
-    reasons = ["no blocker found"] + [f"{f.kind}: {f.message}" for f in warnings]
+    reasons = ["no blocker found"] + [f"{f.kind}: {f.headline}" for f in warnings]
     return Verdict(GO, tuple(reasons))

@@ -7,13 +7,17 @@ bumps ``format_version``.  See docs/json-contract.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from pglast.parser import normalize
 
 from planguard.calls import STATUSES, Call
+from planguard.checks.freshness import TableStats
 from planguard.diff import Change
+from planguard.findings import Finding, finding_ids
+from planguard.fixes import fix_script, script_text
 from planguard.measure import Digest, Measurement
 from planguard.model import (
     CheckResult,
@@ -28,7 +32,7 @@ from planguard.model import (
     StatementResult,
     impact_of,
 )
-from planguard.plan import Plan, indexes_used, render_text, shape_fingerprint
+from planguard.plan import Plan, indexes_used, raw_json, render_text, shape_fingerprint
 from planguard.timing import CLASS_NAMES, NoiseFloor
 from planguard.verdict import sort_findings
 from planguard.workload import is_guess
@@ -48,7 +52,8 @@ def _query(text: str, redact: bool) -> str:
         return REDACTED
 
 
-def _side(m: Measurement, redact: bool = False) -> dict[str, Any]:
+def _side(m: Measurement, redact: bool = False, plan: bool = False) -> dict[str, Any]:
+    """One side's measurement; ``plan``: with the raw EXPLAIN plan (the decisive set's only)."""
     return {
         "median_ms": None if m.median_ms is None else round(m.median_ms, 3),
         "shared_buffers": m.shared_buffers,
@@ -58,6 +63,7 @@ def _side(m: Measurement, redact: bool = False) -> dict[str, Any]:
         "indexes": list(indexes_used(m.plan)) if m.plan else [],
         "error": m.error,
         "plan_text": render_text(m.plan, redact=redact) if m.plan else None,
+        "plan_json": raw_json(m.plan, redact=redact) if m.plan and plan else None,
         "times_ms": [round(t, 3) for t in m.times_ms],
         "warmup": None if m.warmup is None else {
             "runs": m.warmup.runs, "first_read": m.warmup.first_read, "last_read": m.warmup.last_read},
@@ -106,15 +112,15 @@ def _changes(changes: tuple[Change, ...]) -> list[dict[str, str]]:
     return [{"kind": c.kind, "detail": c.detail} for c in changes]
 
 
-def _generic(g: GenericResult | None, redact: bool) -> dict[str, Any] | None:
+def _generic(g: GenericResult | None, redact: bool, plan: bool = False) -> dict[str, Any] | None:
     if g is None:
         return None
     return {
         "status": g.call.status,
         "reason": g.call.reason,
         "timing": _timing(g.call),
-        "old": _side(g.old, redact),
-        "new": _side(g.new, redact),
+        "old": _side(g.old, redact, plan),
+        "new": _side(g.new, redact, plan),
         "changes": _changes(g.changes),
         "plan_cache_picks_generic": {"old": g.auto_old, "new": g.auto_new},
     }
@@ -134,7 +140,7 @@ def _plan_only(po: PlanOnly | None, redact: bool) -> dict[str, Any] | None:
             "changes": _changes(po.changes), "error": po.error}
 
 
-def _param_set(p: ParamSetResult, redact: bool) -> dict[str, Any]:
+def _param_set(p: ParamSetResult, redact: bool, decisive: bool = False) -> dict[str, Any]:
     return {
         "label": p.label,
         "values": [REDACTED] * len(p.values) if redact else list(p.values),
@@ -143,10 +149,10 @@ def _param_set(p: ParamSetResult, redact: bool) -> dict[str, Any]:
         "status": p.call.status,
         "reason": p.call.reason,
         "timing": _timing(p.call),
-        "old": _side(p.old, redact),
-        "new": _side(p.new, redact),
+        "old": _side(p.old, redact, decisive),
+        "new": _side(p.new, redact, decisive),
         "changes": _changes(p.changes),
-        "generic": _generic(p.generic, redact),
+        "generic": _generic(p.generic, redact, decisive),
         "results": _results(p.results),
         "confirmation": _round(p.confirmation, redact),
     }
@@ -200,9 +206,26 @@ def _statement(r: StatementResult, redact: bool) -> dict[str, Any]:
         "changes": _changes(dec.changes if dec else ()),
         "generic_status": r.generic_status,
         "impact": _impact(impact_of(s, r.param_sets[0] if r.param_sets else None)),
-        "param_sets": [_param_set(p, redact) for p in r.param_sets],
+        "param_sets": [_param_set(p, redact, p is dec) for p in r.param_sets],
         "plan_only": _plan_only(r.plan_only, redact),
     }
+
+
+def _findings(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    ordered = sort_findings(findings)
+    return [{"id": i, **asdict(f)} for i, f in zip(finding_ids(ordered), ordered, strict=True)]
+
+
+def _fix_script(findings: Sequence[Finding], tables: Sequence[TableStats]) -> dict[str, Any] | None:
+    """Every blocker's remediation as one script in a safe order (``planguard.fixes``)."""
+    ordered = sort_findings(findings)
+    pages = {t.name: (max(t.relpages, t.size_bytes // 8192), t.reltuples) for t in tables}
+    steps = fix_script(ordered, finding_ids(ordered), pages)
+    if not steps:
+        return None
+    return {"steps": [{"phase": s.phase, "sql": s.sql, "note": s.note, "runnable": s.runnable,
+                       "clears": s.clears, "also": s.also} for s in steps],
+            "sql": script_text(steps)}
 
 
 def _partial(c: Comparison) -> dict[str, Any] | None:
@@ -266,7 +289,8 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "safety": _safety(c),
         "recording": c.recording,
         "statements": statements,
-        "findings": [asdict(f) for f in sort_findings(c.findings)],
+        "findings": _findings(c.findings),
+        "fix_script": _fix_script(c.findings, c.tables),
         "tables": [asdict(t) for t in c.tables],
     }
 
@@ -299,7 +323,9 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
         "safety": None,
         "recording": None,
         "statements": [],
-        "findings": [asdict(f) for f in sort_findings(result.findings)],
+        "findings": _findings(result.findings),
+        "fix_script": _fix_script(result.findings,
+                                  result.new.statistics.tables if result.new.statistics else ()),
         "tables": [],
     }
 
