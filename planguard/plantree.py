@@ -1,0 +1,328 @@
+"""Plans as trees for reviewers, OLD and NEW aligned node by node (pure: no database).
+
+``plan_pair(old, new)`` turns two raw EXPLAIN plan objects (what the JSON report keeps as
+``plan_json``) into what the report draws, in the conventions of the depesz and dalibo
+(pev2) plan viewers and pgMustard:
+
+- every node in pre-order with its label (node type, relation, index, join method), its
+  exclusive time and that time's share of the plan, estimated against actual rows with the
+  misestimate factor and its direction, loops, rows per loop and in total, buffers, the
+  conditions and keys, and badges for what costs (rows removed by a filter, heap fetches,
+  hash batches, disk sorts, temp buffers, lossy bitmap blocks, workers not launched);
+- each node's pair on the other side, matched by relation: scans by their relation (and
+  alias), joins by the set of relations below them, the other nodes by their kind and the
+  relations below them; and what changed between the pair: ``scan method``, ``index``,
+  ``join method``, ``join order``, ``strategy``, or ``only on this side``;
+- insights: what appears on NEW and not on OLD (a spill, a misestimate of 10x or more, a
+  sequential scan that discards most of what it reads, a nested loop with a huge loop count,
+  a lossy bitmap), each naming its node.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from planguard.plan import CONDITION_KEYS, JOIN_NODES, PlanNode, parse_plan
+
+DETAIL_KEYS = (*CONDITION_KEYS, "Sort Key", "Presorted Key", "Group Key", "Hash Key", "Cache Key",
+               "Sort Method", "Sort Space Used", "Sort Space Type", "Workers Planned", "Workers Launched",
+               "Scan Direction", "Peak Memory Usage", "Hash Buckets", "Hash Batches")
+MISESTIMATE_INSIGHT = 10.0  # a row estimate off by this factor or more
+SEQ_DISCARD_SHARE = 0.9  # a sequential scan discarding this share of what it reads ...
+SEQ_DISCARD_MIN = 1000  # ... and at least this many rows
+LOOPS_INSIGHT = 1000  # the inner side of a nested loop run this many times or more
+
+
+@dataclass
+class _Node:
+    id: int
+    parent: int | None
+    depth: int
+    node: PlanNode
+    truncated: bool  # below a Limit: it stops early by design
+    procs: int = 1  # processes that run it at once (below a Gather: its workers and the leader)
+
+    @property
+    def q_error(self) -> float | None:
+        """The node's misestimate; none for returning fewer rows than estimated below a Limit."""
+        n = self.node
+        if self.truncated and (n.actual_rows or 0) < n.plan_rows:
+            return None
+        return n.q_error
+
+
+def _nodes(root: PlanNode) -> list[_Node]:
+    out: list[_Node] = []
+
+    def visit(n: PlanNode, parent: int | None, depth: int, truncated: bool, procs: int) -> None:
+        me = len(out)
+        out.append(_Node(me, parent, depth, n, truncated, procs))
+        if n.node_type in ("Gather", "Gather Merge"):
+            launched = n.raw.get("Workers Launched", n.raw.get("Workers Planned", 0))
+            procs = (int(launched) if isinstance(launched, int) else 0) + 1
+        for c in n.children:
+            visit(c, me, depth + 1, truncated or n.node_type == "Limit", procs)
+
+    visit(root, None, 0, False, 1)
+    return out
+
+
+def _num(r: Mapping[str, Any], key: str) -> float:
+    v = r.get(key)
+    return float(v) if isinstance(v, (int, float)) else 0.0
+
+
+def _inclusive_ms(x: _Node) -> float | None:
+    """Time spent in the node and below it, all loops: parallel processes' loops run at once."""
+    n = x.node
+    t = n.raw.get("Actual Total Time")
+    if t is None or n.actual_loops is None:
+        return None
+    return float(t) * max(float(n.actual_loops or 0) / x.procs, min(float(n.actual_loops or 0), 1.0))
+
+
+def _leaves(n: PlanNode) -> frozenset[str]:
+    return frozenset(x.relation for x in n.walk() if x.relation)
+
+
+def _key(n: PlanNode) -> tuple[str, Any]:
+    """What a node is matched by on the other side."""
+    if n.relation and n.scan_method:
+        bare = n.relation.rsplit(".", 1)[-1]
+        return ("scan", n.relation if n.alias in (None, bare) else f"{n.relation} AS {n.alias}")
+    if n.node_type in JOIN_NODES:
+        return ("join", _leaves(n))
+    if n.node_type == "Bitmap Index Scan":
+        return ("bitmap index", n.index_name)
+    kind = "aggregate" if n.node_type in ("Aggregate", "Group") else n.node_type
+    return (kind, _leaves(n))
+
+
+def _pairs(old: list[_Node], new: list[_Node]) -> dict[int, int]:
+    """old id -> new id, in order of appearance within each key."""
+    waiting: dict[tuple[str, Any], list[int]] = {}
+    for x in new:
+        waiting.setdefault(_key(x.node), []).append(x.id)
+    out: dict[int, int] = {}
+    for x in old:
+        queue = waiting.get(_key(x.node))
+        if queue:
+            out[x.id] = queue.pop(0)
+    # A bitmap index scan whose index changed still pairs through its paired parent.
+    back = {v: k for k, v in out.items()}
+    for x in old:
+        if x.id in out or x.node.node_type != "Bitmap Index Scan" or x.parent not in out:
+            continue
+        for y in new:
+            if y.parent == out[x.parent] and y.id not in back and y.node.node_type == "Bitmap Index Scan":
+                out[x.id], back[y.id] = y.id, x.id
+                break
+    return out
+
+
+def _changed(a: PlanNode, b: PlanNode, a_children: list[PlanNode], b_children: list[PlanNode]) -> list[str]:
+    out = []
+    if a.scan_method or b.scan_method:
+        if a.node_type != b.node_type:
+            out.append("scan method")
+        if (a.index_name or None) != (b.index_name or None):
+            out.append("index")
+    elif a.node_type in JOIN_NODES or b.node_type in JOIN_NODES:
+        if a.node_type != b.node_type:
+            out.append("join method")
+        if a_children and b_children and _leaves(a_children[0]) != _leaves(b_children[0]):
+            out.append("join order")
+    elif a.node_type == "Bitmap Index Scan":
+        if a.index_name != b.index_name:
+            out.append("index")
+    elif a.label != b.label:
+        out.append("strategy")
+    return out
+
+
+def _badges(n: PlanNode) -> list[dict[str, str]]:
+    r = n.raw
+    loops = float(n.actual_loops or 1)
+    out = []
+    for key, what in (("Rows Removed by Filter", "filter"), ("Rows Removed by Join Filter", "join filter"),
+                      ("Rows Removed by Index Recheck", "index recheck")):
+        removed = _num(r, key)
+        if removed > 0:
+            kept = float(n.actual_rows or 0)
+            share = removed / (removed + kept) if removed + kept else 0.0
+            out.append({"kind": "filter_removed",
+                        "text": f"{removed * loops:,.0f} rows removed by {what} ({share:.0%})"})
+    if _num(r, "Heap Fetches") > 0:
+        out.append({"kind": "heap_fetches", "text": f"{_num(r, 'Heap Fetches'):,.0f} heap fetches"})
+    if _num(r, "Hash Batches") > 1:
+        out.append({"kind": "hash_batches", "text": f"{_num(r, 'Hash Batches'):,.0f} hash batches"})
+    if _num(r, "HashAgg Batches") > 1:
+        out.append({"kind": "hash_batches",
+                    "text": f"{_num(r, 'HashAgg Batches'):,.0f} hash aggregate batches"})
+    if r.get("Sort Space Type") == "Disk" or "external" in str(r.get("Sort Method", "")):
+        out.append({"kind": "disk_sort", "text": f"sort on disk ({r.get('Sort Space Used', '?')} kB)"})
+    temp = _num(r, "Temp Read Blocks") + _num(r, "Temp Written Blocks")
+    if temp > 0:
+        out.append({"kind": "temp_buffers", "text": f"{temp:,.0f} temp buffers"})
+    if _num(r, "Lossy Heap Blocks") > 0:
+        out.append({"kind": "lossy", "text": f"{_num(r, 'Lossy Heap Blocks'):,.0f} lossy heap blocks"})
+    planned, launched = r.get("Workers Planned"), r.get("Workers Launched")
+    if isinstance(planned, int) and isinstance(launched, int) and launched < planned:
+        out.append({"kind": "workers", "text": f"{launched} of {planned} workers launched"})
+    return out
+
+
+def _detail(n: PlanNode) -> list[list[str]]:
+    out = []
+    for key in DETAIL_KEYS:
+        v = n.raw.get(key)
+        if v is None or v == "" or v == []:
+            continue
+        out.append([key, ", ".join(map(str, v)) if isinstance(v, list) else str(v)])
+    return out
+
+
+def _initplan_user(x: _Node, nodes: list[_Node]) -> int | None:
+    """The node whose time includes this InitPlan's or CTE's: the first that reads its result
+    (``$3`` before PostgreSQL 18, ``(InitPlan 3)`` since; ``CTE Scan`` of the CTE)."""
+    name = x.node.subplan_name or ""
+    cte = re.fullmatch(r"CTE (.+)", name)
+    params = re.findall(r"\$\d+", name)
+    plan_no = re.match(r"InitPlan (\d+)", name)
+    for y in nodes:
+        if y.id == x.id:
+            continue
+        if cte and y.node.node_type == "CTE Scan" and y.node.raw.get("CTE Name") == cte.group(1):
+            return y.id
+        text = " ".join(str(y.node.raw.get(k, "")) for k in (*CONDITION_KEYS, "Output"))
+        if (params and any(re.search(re.escape(p) + r"\b", text) for p in params)) or \
+                (plan_no and f"(InitPlan {plan_no.group(1)})" in text):
+            return y.id
+    return None
+
+
+def _exclusive(nodes: list[_Node]) -> list[float | None]:
+    """Each node's own time: its time less what ran below it.  An InitPlan or a CTE is charged
+    to the node that reads it, whose time includes its evaluation."""
+    excl = [_inclusive_ms(x) for x in nodes]
+    for x in nodes:
+        spent = _inclusive_ms(x)
+        if x.parent is None or spent is None:
+            continue
+        payer = x.parent
+        if x.node.parent_relationship == "InitPlan":
+            payer = _initplan_user(x, nodes) or x.parent
+        if excl[payer] is not None:
+            excl[payer] = excl[payer] - spent  # type: ignore[operator]
+    return [None if e is None else max(e, 0.0) for e in excl]
+
+
+def _tree(nodes: list[_Node], pairs: Mapping[int, int], changed: Mapping[int, list[str]]) -> dict[str, Any]:
+    total = _inclusive_ms(nodes[0])
+    exclusives = _exclusive(nodes)
+    out = []
+    for x in nodes:
+        n = x.node
+        inclusive = _inclusive_ms(x)
+        exclusive = exclusives[x.id]
+        q = x.q_error
+        rows_est, rows_act = n.plan_rows, n.actual_rows
+        out.append({
+            "id": x.id, "parent": x.parent, "depth": x.depth, "type": n.node_type, "label": n.label,
+            "relation": n.relation, "index": n.index_name,
+            "join": n.node_type if n.node_type in JOIN_NODES else None,
+            "rows_est": rows_est, "rows_actual": rows_act, "loops": n.actual_loops,
+            "rows_total": None if rows_act is None or n.actual_loops is None else rows_act * n.actual_loops,
+            "time_ms": n.raw.get("Actual Total Time"), "time_total_ms": inclusive,
+            "exclusive_ms": exclusive,
+            "exclusive_share": None if exclusive is None or not total else min(exclusive / total, 1.0),
+            "misestimate": None if q is None else {
+                "factor": round(q, 2), "dir": "under" if (rows_act or 0) > rows_est else "over"},
+            "badges": _badges(n),
+            "buffers": {"hit": int(_num(n.raw, "Shared Hit Blocks")),
+                        "read": int(_num(n.raw, "Shared Read Blocks")),
+                        "temp": int(_num(n.raw, "Temp Read Blocks") + _num(n.raw, "Temp Written Blocks"))},
+            "detail": _detail(n),
+            "changed": changed.get(x.id, []),
+            "pair": pairs.get(x.id),
+        })
+    return {"total_ms": total, "nodes": out}
+
+
+def _insights_of(x: _Node, kids: list[_Node]) -> Iterator[tuple[str, str]]:
+    n = x.node
+    if n.spill:
+        yield "spill", f"{n.label}: {n.spill}"
+    q = x.q_error
+    # A misestimate is named where it starts: not again on every node above it.
+    if q is not None and q >= MISESTIMATE_INSIGHT and not any(
+            (k.q_error or 0) >= MISESTIMATE_INSIGHT for k in kids):
+        way = "under" if (n.actual_rows or 0) > n.plan_rows else "over"
+        yield "misestimate", (f"{n.label}: estimated {n.plan_rows:,.0f} rows, got {n.actual_rows or 0:,.0f} "
+                              f"per loop ({q:,.0f}× {way})")
+    if n.node_type == "Seq Scan" and n.actual_rows is not None:
+        loops = float(n.actual_loops or 1)
+        removed = _num(n.raw, "Rows Removed by Filter") * loops
+        read = removed + float(n.actual_rows) * loops
+        if removed >= SEQ_DISCARD_MIN and read and removed / read >= SEQ_DISCARD_SHARE:
+            yield "seq_scan_discards", (f"{n.label} discards {removed / read:.0%} of the rows it reads "
+                                        f"({removed:,.0f} of {read:,.0f})")
+    inner = kids[1].node if len(kids) > 1 else None
+    if n.node_type == "Nested Loop" and inner is not None and (inner.actual_loops or 0) >= LOOPS_INSIGHT:
+        yield "nested_loop_loops", (f"{n.label}: its inner side ({inner.label}) runs "
+                                    f"{inner.actual_loops:,.0f} times")
+    if _num(n.raw, "Lossy Heap Blocks") > 0:
+        yield "lossy_bitmap", (f"{n.label}: {_num(n.raw, 'Lossy Heap Blocks'):,.0f} lossy heap blocks "
+                               "(work_mem too small for an exact bitmap): every row of them is rechecked")
+
+
+def _insights(old: list[_Node] | None, new: list[_Node], back: Mapping[int, int]) -> list[dict[str, Any]]:
+    """What NEW's plan shows and OLD's does not, at the paired node (or anywhere, unpaired)."""
+    def kids(nodes: list[_Node], i: int) -> list[_Node]:
+        return [x for x in nodes if x.parent == i]
+
+    old_kinds: dict[int, set[str]] = {}
+    anywhere: set[str] = set()
+    for x in old or []:
+        kinds = {k for k, _ in _insights_of(x, kids(old or [], x.id))}
+        old_kinds[x.id] = kinds
+        anywhere |= kinds
+    out = []
+    for x in new:
+        for kind, text in _insights_of(x, kids(new, x.id)):
+            pair = back.get(x.id)
+            seen = old_kinds.get(pair, set()) if pair is not None else anywhere
+            if kind in seen:
+                continue
+            out.append({"kind": kind, "side": "new", "node": x.id, "text": text})
+    return out
+
+
+def plan_pair(old_plan: Mapping[str, Any] | None, new_plan: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Both plans as trees, aligned, with NEW's insights (``plan_json`` objects, either may be None)."""
+    old = _nodes(parse_plan({"Plan": old_plan}).root) if old_plan else None
+    new = _nodes(parse_plan({"Plan": new_plan}).root) if new_plan else None
+    pairs = _pairs(old, new) if old and new else {}
+    back = {v: k for k, v in pairs.items()}
+    changed_old: dict[int, list[str]] = {}
+    changed_new: dict[int, list[str]] = {}
+    if old and new:
+        for a, b in pairs.items():
+            what = _changed(old[a].node, new[b].node, [x.node for x in old if x.parent == a],
+                            [x.node for x in new if x.parent == b])
+            if what:
+                changed_old[a] = changed_new[b] = what
+        for x in old:
+            if x.id not in pairs:
+                changed_old[x.id] = ["only on this side"]
+        for x in new:
+            if x.id not in back:
+                changed_new[x.id] = ["only on this side"]
+    return {
+        "old": _tree(old, pairs, changed_old) if old else None,
+        "new": _tree(new, back, changed_new) if new else None,
+        "insights": _insights(old, new, back) if new else [],
+    }
