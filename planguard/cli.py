@@ -84,6 +84,70 @@ def _safety_options(func: F) -> F:
     return func
 
 
+FORMATS = ("json", "html", "md", "junit")  # planguard.report.FORMATS (the CLI imports it lazily)
+
+
+class FormatList(click.ParamType):
+    """A comma list of report formats: ``json,html,md,junit``."""
+
+    name = "formats"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        chosen = tuple(dict.fromkeys(part.strip().lower() for part in str(value).split(",") if part.strip()))
+        unknown = [f for f in chosen if f not in FORMATS]
+        if unknown or not chosen:
+            self.fail(f"{value!r}: formats are a comma list of {', '.join(FORMATS)}", param, ctx)
+        return chosen
+
+
+def _fail_on_option(func: F) -> F:
+    return click.option("--fail-on", type=click.Choice(["blocker", "warning"]), default="blocker",
+                        show_default=True,
+                        help="Exit 1 on a blocker (NO-GO), or also on any warning (the verdict stays "
+                             "as it is; a line says why the exit is 1).")(func)
+
+
+def _output_options(func: F) -> F:
+    """--format, --md, --junit and --fail-on (-o/--output and --json are the command's own)."""
+    func = _fail_on_option(func)
+    func = click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="JUnit XML report (default: reports/<name>.junit.xml); turns junit on.")(func)
+    func = click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="Markdown summary (default: reports/<name>.md); turns md on.")(func)
+    func = click.option("--format", "formats", type=FormatList(), default="json,html", show_default=True,
+                        help="Reports to write, a comma list of json, html, md (Markdown for "
+                             "$GITHUB_STEP_SUMMARY) and junit (JUnit XML); a path given with -o, --json, "
+                             "--md or --junit turns its format on too.")(func)
+    return func
+
+
+def _outputs(formats: tuple[str, ...], stem: str, given: dict[str, Path | None]) -> dict[str, Path]:
+    """{format: path} to write: the formats asked for, and those given a path."""
+    from planguard.report import SUFFIXES
+
+    chosen = set(formats) | {fmt for fmt, path in given.items() if path is not None}
+    return {fmt: given.get(fmt) or Path("reports") / f"{stem}{SUFFIXES[fmt]}" for fmt in FORMATS
+            if fmt in chosen}
+
+
+def _written(paths: dict[str, Path]) -> str:
+    return "  ".join(f"{'report' if fmt == 'html' else fmt}: {path}" for fmt, path in paths.items())
+
+
+def _exit(context: dict[str, Any], fail_on: str, *, err: bool = False) -> None:
+    """Exit with the code the result stands for under --fail-on, saying why when it is not the
+    verdict's."""
+    from planguard.report import gate
+
+    outcome = gate(context, fail_on)
+    if outcome.why:
+        click.echo(outcome.why, err=err)
+    sys.exit(outcome.exit_code)
+
+
 class _Group(click.Group):
     """Usage errors as one line too (click prints three), with where to read more."""
 
@@ -179,6 +243,7 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
               help="HTML report (default: reports/<workload name>.html).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON report (default: reports/<workload name>.json).")
+@_output_options
 @click.option("--repeat", type=click.IntRange(min=1, max=1000), default=5, show_default=True,
               help="Measured EXPLAIN ANALYZE runs per statement and side, after one warm-up.")
 @click.option("--time-ratio", type=float, help="Regressed when NEW/OLD median time is at least this.")
@@ -232,7 +297,9 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @_safety_options
 @handle_errors
 def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
-            json_path: Path | None, repeat: int, check_results: bool, redact: bool, generic: bool,
+            json_path: Path | None, formats: tuple[str, ...], md_path: Path | None,
+            junit_path: Path | None, fail_on: str, repeat: int, check_results: bool, redact: bool,
+            generic: bool,
             save_recording: Path | None, runs_path: Path | None, writes: str,
             max_query_ms: float | None, max_total: float | None, max_old_server_time: float | None,
             polite: int | None, polite_max_lag: float | None, resume_path: Path | None,
@@ -253,16 +320,16 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
     from planguard.interrupt import Stop, signals
     from planguard.loader import load
     from planguard.recording import BUDGET, resume_from
-    from planguard.report import check_writable, write_reports
+    from planguard.report import check_writable, context_of, write_context
     from planguard.safety import Policy
 
     thresholds = load_thresholds(threshold_flags)
     workload = load(workload_path)
     stem = workload_path.stem
-    html = html or Path("reports") / f"{stem}.html"
-    json_path = json_path or Path("reports") / f"{stem}.json"
-    partial = json_path.with_name(f"{json_path.stem}.recording.json")
-    check_writable([p for p in (html, json_path, save_recording or partial, runs_path) if p])
+    outputs = _outputs(formats, stem, {"html": html, "json": json_path, "md": md_path, "junit": junit_path})
+    json_base = outputs.get("json") or Path("reports") / f"{stem}.json"
+    partial = json_base.with_name(f"{json_base.stem}.recording.json")
+    check_writable([*outputs.values(), *(p for p in (save_recording or partial, runs_path) if p)])
     resume = resume_from(resume_path) if resume_path else None
     budget = Budget(max_total, max_old_server_time, polite,
                     polite_max_lag if polite_max_lag is not None else (30.0 if polite is not None else None))
@@ -274,13 +341,15 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
                             save_recording=save_recording, runs=runs_path,
                             policy=Policy(writes, max_query_ms, allow_same_cluster), budget=budget,
                             stop=stop, resume=resume, partial_recording=partial)
-        paths = write_reports(result, html, json_path)
+        context = context_of(result)
+        paths = write_context(context, outputs, fail_on)
+    resume_with = paths.get("json") or result.recording
     if result.stopped is not None and result.stopped.kind != BUDGET:
-        _fail(f"{result.stopped.reason}: partial result saved to {paths['json']} (report {paths['html']}, "
-              f"recording {result.recording}); complete it with --resume {paths['json']}")
+        _fail(f"{result.stopped.reason}: partial result saved ({_written(paths)}, recording "
+              f"{result.recording}); complete it with --resume {resume_with}")
     _print_verdict(result.verdict.decision, result.verdict.reasons)
     if result.stopped is not None:
-        click.echo(f"  partial: {result.stopped.reason}; complete it with --resume {paths['json']}")
+        click.echo(f"  partial: {result.stopped.reason}; complete it with --resume {resume_with}")
     if result.coverage is not None:
         click.echo(f"  {result.coverage.text()}")
     top = summaries(result)["impact"]
@@ -288,8 +357,8 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
         click.echo("  most load added at production call rates (average active sessions):")
         for row in top[top["extra_sessions"] > 0].head(5).itertuples():
             click.echo(f"    {row.statement}  {row.status:<16} +{row.extra_sessions:.3f}")
-    click.echo(f"report: {paths['html']}  json: {paths['json']}")
-    sys.exit(result.verdict.exit_code)
+    click.echo(_written(paths))
+    _exit(context, fail_on)
 
 
 @main.command()
@@ -299,6 +368,7 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
               help="HTML report (default: reports/check.html).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON report (default: reports/check.json).")
+@_output_options
 @click.option("--stale-mod-fraction", type=float,
               help="stale_stats when rows modified since ANALYZE exceed this fraction.")
 @click.option("--max-scan-mb", type=click.IntRange(min=0), default=128, show_default=True,
@@ -306,6 +376,7 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
 @_safety_options
 @handle_errors
 def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
+          formats: tuple[str, ...], md_path: Path | None, junit_path: Path | None, fail_on: str,
           max_scan_mb: int, statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD's and NEW's catalogs: the checklist for minutes before the switch.
 
@@ -319,16 +390,49 @@ def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
     """
     from planguard.check import check as do_check
     from planguard.config import load_thresholds
-    from planguard.report import write_reports
+    from planguard.report import check_writable, context_of, write_context
 
+    given = {"html": html, "json": json_path, "md": md_path, "junit": junit_path}
+    outputs = _outputs(formats, "check", given)
+    check_writable(list(outputs.values()))
     result = do_check(old_dsn, new_dsn, thresholds=load_thresholds(threshold_flags),
                       limits=_limits(statement_timeout, lock_timeout), max_scan_bytes=max_scan_mb << 20)
-    paths = write_reports(result, html or Path("reports/check.html"), json_path or Path("reports/check.json"))
+    context = context_of(result)
+    paths = write_context(context, outputs, fail_on)
     _print_verdict(result.verdict.decision, result.verdict.reasons)
     counts = result.counts()
     click.echo(f"{counts['blocker']} blockers, {counts['warning']} warnings, {counts['info']} notes; "
-               f"report: {paths['html']}  json: {paths['json']}")
-    sys.exit(result.verdict.exit_code)
+               f"{_written(paths)}")
+    _exit(context, fail_on)
+
+
+@main.command()
+@click.argument("result_path", metavar="RESULT.json", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="md", show_default=True,
+              help="Format to render: json, html, md (Markdown) or junit (JUnit XML).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: standard output).")
+@_fail_on_option
+@handle_errors
+def report(result_path: Path, fmt: str, output: Path | None, fail_on: str) -> None:
+    """Render a saved result again, in any format, without a database.
+
+    RESULT.json is the JSON report 'planguard compare' or 'planguard check' wrote; it is
+    checked against the JSON Schema first.  Exits with the code the result stands for:
+    0 GO, 1 NO-GO (or, with --fail-on warning, a warning), 2 bad input.
+    """
+    from planguard.report import check_writable, load_result, render
+
+    if output is not None:
+        check_writable([output])
+    context = load_result(result_path)
+    text = render(context, fmt, fail_on)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"{context['verdict']}: {fmt} report of {result_path} -> {output}")
+    _exit(context, fail_on, err=output is None)
 
 
 def _print_verdict(decision: str, reasons: tuple[str, ...], limit: int = 5) -> None:
