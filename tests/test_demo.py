@@ -153,8 +153,9 @@ def test_html_is_self_contained_and_escaped(scenario: dict) -> None:
     html = (scenario["tmp"] / "before.html").read_text()
     assert "NO-GO" in html and "never_analyzed" in html and "ANALYZE public.transactions;" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "the report must load nothing"
-    assert "<script" not in html
-    assert "&lt;" in html or "&gt;" in html  # SQL with comparison operators is escaped
+    assert "Content-Security-Policy" in html and html.count("<script>") == 1  # only its own code, by hash
+    assert html.count("</script>") == 3  # two data blocks and the code: no text closed one early
+    assert "&lt;" in html or "\\u003c" in html  # SQL with comparison operators is escaped
 
 
 @pytest.mark.browser
@@ -171,6 +172,9 @@ def test_report_in_a_real_browser(scenario: dict) -> None:
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("request", lambda r: requests.append(r.url))
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
         for name in ("before", "after"):
             page.goto((scenario["tmp"] / f"{name}.html").as_uri())
             banner = page.locator("#verdict .decision")
@@ -178,14 +182,17 @@ def test_report_in_a_real_browser(scenario: dict) -> None:
             assert banner.is_visible()
             page.screenshot(path=str(ARTIFACTS / f"report-{name}.png"), full_page=False)
         page.goto((scenario["tmp"] / "before.html").as_uri())
-        regressed = page.locator("tr.detail[data-status=regressed]").first
-        regressed.locator("details > summary").first.click()
-        assert regressed.locator("pre").nth(1).is_visible()  # the OLD plan opens
+        page.wait_for_selector("body[data-ready='1']")
+        page.locator("#stmt-body tr.statement[data-status=regressed] button.expand").first.click()
+        regressed = page.locator("#stmt-body tr.detail[data-status=regressed]").first
+        assert regressed.locator(".plan").first.is_visible()  # the plan trees open
+        assert regressed.locator(".plan .pcell.changed").count() > 0
         regressed.locator("details.generic > summary").first.click()
-        assert regressed.locator("details.generic pre").first.is_visible()  # and the generic plans
+        assert regressed.locator("details.generic .plan, details.generic pre").first.is_visible()  # and the generic plans
         page.screenshot(path=str(ARTIFACTS / "report-before-details.png"), full_page=True)
         browser.close()
     assert all(u.startswith("file://") for u in requests), requests
+    assert errors == [], errors
 
 
 def test_demo_command_builds_its_own_clusters(tmp_path: Path) -> None:

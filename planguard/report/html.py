@@ -1,10 +1,32 @@
-"""The HTML report: one self-contained file (inline CSS, no script, no network)."""
+"""The HTML report: one self-contained file that loads nothing.
+
+Data flow: ``render_html`` takes the dict of ``planguard.report.json.to_dict`` (the JSON
+contract). Jinja renders what a reviewer reads first (verdict, fix script, summary,
+findings, tables) as escaped HTML. Everything per statement (the table's rows, the
+charts' points, each statement's detail with its plan trees from ``planguard.plantree``)
+goes into ``<script type="application/json">`` blocks, which the page's own script
+(``static/report.js``) turns into DOM with ``textContent`` only, lazily: a statement's
+detail and plan trees are built when it is expanded. Details above ``COMPRESS_ABOVE``
+bytes are gzip-compressed in chunks (base64) and inflated in the page with
+``DecompressionStream``. A Content-Security-Policy allows only that one script, by hash.
+"""
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
+import json
+import math
+from functools import lru_cache
+from importlib import resources
 from typing import Any
 
+import pglast
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from planguard.plantree import plan_pair
 
 _env = Environment(
     loader=PackageLoader("planguard.report", "templates"),
@@ -12,6 +34,11 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+COMPRESS_ABOVE = 1_000_000  # bytes of detail JSON beyond which it is gzip-compressed
+CHUNK = 50  # statements per compressed chunk: expanding one inflates only its chunk
+STATUS_ORDER = ("error", "regressed", "slower_same_plan", "unstable", "plan_changed", "improved",
+                "unchanged", "skipped")
 
 
 def _ms(v: float | None) -> str:
@@ -28,6 +55,146 @@ _env.filters["ms"] = _ms
 _env.filters["num"] = _num
 
 
+def _static(name: str) -> str:
+    return (resources.files("planguard.report") / "static" / name).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=4096)
+def pretty_sql(query: str) -> str:
+    """The statement pretty-printed by PostgreSQL's own parser (pglast), else as it is."""
+    try:
+        return str(pglast.prettify(query))
+    except Exception:  # any text pglast cannot parse or print is shown raw
+        return query
+
+
+def _finite(v: Any) -> Any:
+    """The value with NaN and infinities as None (JSON.parse accepts neither)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _json(v: Any) -> str:
+    try:
+        text = json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+    except ValueError:
+        text = json.dumps(_finite(v), separators=(",", ":"), ensure_ascii=False, default=str)
+    return text
+
+
+def _script_json(v: Any) -> Markup:
+    """JSON safe inside a ``<script type="application/json">`` element: no ``<`` can close it."""
+    text = _json(v).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _side(m: dict[str, Any], with_tree: bool) -> dict[str, Any]:
+    """What the page shows of one side's measurement (the plan text only without a tree)."""
+    return {"median_ms": m.get("median_ms"), "times_ms": m.get("times_ms") or [],
+            "shared_buffers": m.get("shared_buffers"), "temp_buffers": m.get("temp_buffers"),
+            "runs": m.get("runs"), "error": m.get("error"), "indexes": m.get("indexes") or [],
+            "warmup": m.get("warmup"), "plan_json": m.get("plan_json"),
+            "plan_text": None if with_tree else m.get("plan_text")}
+
+
+def _plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan trees of a pair of measurements, from ``planguard.plantree``."""
+    po, pn = old.get("plan_json"), new.get("plan_json")
+    if po is None and pn is None:
+        return None
+    return plan_pair(po, pn)
+
+
+def _pair_detail(x: dict[str, Any]) -> dict[str, Any]:
+    plans = _plans(x["old"], x["new"])
+    tree_old = bool(plans and plans.get("old"))
+    tree_new = bool(plans and plans.get("new"))
+    return {"status": x.get("status"), "reason": x.get("reason"), "timing": x.get("timing"),
+            "changes": x.get("changes") or [], "plans": plans,
+            "old": _side(x["old"], tree_old), "new": _side(x["new"], tree_new)}
+
+
+def _detail(s: dict[str, Any]) -> dict[str, Any]:
+    """One statement's detail, built by the page when the statement is expanded."""
+    sets = []
+    for p in s.get("param_sets") or []:
+        d = _pair_detail(p)
+        g = p.get("generic")
+        conf = p.get("confirmation")
+        d.update({"label": p["label"], "values": p.get("values") or [], "sources": p.get("sources") or [],
+                  "guessed": p.get("guessed") or [], "results": p.get("results"),
+                  "confirmation": None if conf is None else {"status": conf.get("status"),
+                                                             "reason": conf.get("reason")},
+                  "generic": None if g is None else {
+                      **_pair_detail(g), "plan_cache_picks_generic": g.get("plan_cache_picks_generic")}})
+        sets.append(d)
+    return {"sql": pretty_sql(s["query"]), "reason": s.get("reason"), "impact": s.get("impact"),
+            "decisive": s.get("decisive_param_set"), "param_sets": sets, "plan_only": s.get("plan_only"),
+            "mean_ms_on_old": s.get("mean_ms_on_old")}
+
+
+def _row(i: int, s: dict[str, Any]) -> dict[str, Any]:
+    """One statement's line in the table (what sorting and filtering need)."""
+    imp = s.get("impact") or {}
+    return {"i": i, "fp": s["fingerprint"], "status": s["status"], "generic_status": s.get("generic_status"),
+            "kind": s.get("kind"), "tables": s.get("tables") or [], "q": s["query"], "calls": s.get("calls"),
+            "cps": s.get("calls_per_second"), "old_ms": s["old"].get("median_ms"),
+            "new_ms": s["new"].get("median_ms"), "ratio": s.get("time_ratio"),
+            "old_buf": s["old"].get("shared_buffers"), "new_buf": s["new"].get("shared_buffers"),
+            "aas": imp.get("extra_active_sessions"), "changes": [c["detail"] for c in s.get("changes") or []]}
+
+
+def _points(i: int, s: dict[str, Any]) -> list[list[Any]]:
+    """The scatter chart's points: one per parameter set measured on both sides."""
+    out = []
+    for p in s.get("param_sets") or []:
+        o, n = p["old"].get("median_ms"), p["new"].get("median_ms")
+        if o is not None and n is not None:
+            out.append([i, p["label"], o, n, p.get("status")])
+    return out
+
+
+def _detail_block(details: list[dict[str, Any]]) -> tuple[str, Markup]:
+    """The details as one JSON block, or as gzip+base64 chunks when they are big."""
+    plain = _json(details)
+    if len(plain) <= COMPRESS_ABOVE:
+        return "json", _script_json(details)
+    chunks = [base64.b64encode(gzip.compress(_json(details[k:k + CHUNK]).encode(), 6)).decode("ascii")
+              for k in range(0, len(details), CHUNK)]
+    return "gzip", _script_json({"size": CHUNK, "chunks": chunks})
+
+
+def _groups(findings: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Findings grouped by kind, groups in the order their first finding comes."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for f in findings:
+        groups.setdefault(f["kind"], []).append(f)
+    return list(groups.items())
+
+
 def render_html(context: dict[str, Any]) -> str:
     """Render the report from ``planguard.report.json.to_dict`` output."""
-    return _env.get_template("report.html.j2").render(r=context)
+    statements = context.get("statements") or []
+    data = {"rows": [_row(i, s) for i, s in enumerate(statements)],
+            "points": [pt for i, s in enumerate(statements) for pt in _points(i, s)],
+            "statuses": list(STATUS_ORDER),
+            "time_ratio": (context.get("thresholds") or {}).get("time_ratio"),
+            "redacted": context.get("redacted", False)}
+    encoding, detail = _detail_block([_detail(s) for s in statements])
+    script = _static("report.js")
+    if "</script" in script.lower():
+        raise RuntimeError("report.js must not contain '</script'")
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    findings = context.get("findings") or []
+    blockers = [f for f in findings if f["severity"] == "blocker"]
+    return _env.get_template("report.html.j2").render(
+        r=context, blockers=blockers, groups=_groups(findings),
+        warnings=sum(1 for f in findings if f["severity"] == "warning"),
+        by_id={f["id"]: f for f in findings},
+        css=Markup(_static("report.css")), script=Markup(script), script_hash=digest,
+        data=_script_json(data), detail=detail, detail_encoding=encoding)
