@@ -161,11 +161,10 @@ def _points(i: int, s: dict[str, Any]) -> list[list[Any]]:
 
 def _detail_block(details: list[dict[str, Any]]) -> tuple[str, Markup]:
     """The details as one JSON block, or as gzip+base64 chunks when they are big."""
-    plain = _json(details)
-    if len(plain) <= COMPRESS_ABOVE:
+    texts = [_json(details[k:k + CHUNK]) for k in range(0, len(details), CHUNK)]
+    if sum(len(t) for t in texts) <= COMPRESS_ABOVE:
         return "json", _script_json(details)
-    chunks = [base64.b64encode(gzip.compress(_json(details[k:k + CHUNK]).encode(), 6)).decode("ascii")
-              for k in range(0, len(details), CHUNK)]
+    chunks = [base64.b64encode(gzip.compress(t.encode(), 6)).decode("ascii") for t in texts]
     return "gzip", _script_json({"size": CHUNK, "chunks": chunks})
 
 
