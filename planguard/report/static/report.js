@@ -49,7 +49,7 @@
   const ms = (v) => (!isNum(v) ? dash : v < 10 ? nf3.format(v) : nf1.format(v));
   const num = (v) => (!isNum(v) ? dash : nf0.format(v));
   const ratio = (v) => (!isNum(v) ? dash : v >= 100 ? nf0.format(v) : v.toFixed(2));
-  const sessions = (v) => (!isNum(v) ? dash : (v > 0 ? '+' : '') + v.toFixed(3));
+  const sessions = (v) => (!isNum(v) ? dash : Math.abs(v) < 0.0005 ? '0.000' : (v > 0 ? '+' : '') + v.toFixed(3));
   const pct = (v) => (v * 100 >= 10 ? (v * 100).toFixed(0) : (v * 100).toFixed(1)) + ' %';
   const rows = (v) => (!isNum(v) ? dash : v >= 1e6 ? (v / 1e6).toFixed(1) + 'M' : v >= 1e4 ? (v / 1e3).toFixed(0) + 'k' : nf0.format(v));
 
@@ -598,11 +598,18 @@
     return out;
   }
 
+  function changesCell(changes) {
+    if (!changes.length) return el('td', null, el('span', { class: 'muted', text: 'none' }));
+    const ul = el('ul', { class: 'changes short', title: changes.join('\n') }, changes.slice(0, 2).map((c) => el('li', { text: c })));
+    if (changes.length > 2) ul.appendChild(el('li', { class: 'muted', text: '+' + (changes.length - 2) + ' more' }));
+    return el('td', null, ul);
+  }
+
   function statementRow(r) {
     const open = state.open.has(r.i);
     const btn = el('button', { type: 'button', class: 'expand', 'aria-expanded': open ? 'true' : 'false', title: 'details and plans', text: open ? '▾' : '▸' });
     const statusCell = el('td', null, badge(r.status));
-    if (r.generic_status === 'regressed' || r.generic_status === 'error') add(statusCell, [el('br'), badge(r.generic_status, 'generic: ' + r.generic_status)]);
+    if (r.generic_status === 'regressed' || r.generic_status === 'error') add(statusCell, [el('br'), el('span', { class: 'badge small ' + r.generic_status, title: 'the generic plan (prepared statement): ' + r.generic_status, text: 'generic: ' + r.generic_status })]);
     const q = el('code', { class: 'q', title: r.q, text: r.q });
     const tr = el('tr', { class: 'statement' + (open ? ' open' : ''), 'data-status': r.status, 'data-i': r.i, id: 'stmt-' + r.fp },
       el('td', null, btn), statusCell,
@@ -611,8 +618,8 @@
       el('td', { class: 'num', text: ms(r.old_ms) }), el('td', { class: 'num', text: ms(r.new_ms) }),
       el('td', { class: 'num ' + (isNum(r.ratio) && DATA.time_ratio && r.ratio >= DATA.time_ratio ? 'worse' : isNum(r.ratio) && DATA.time_ratio && r.ratio * DATA.time_ratio <= 1 ? 'better' : ''), text: ratio(r.ratio) }),
       el('td', { class: 'num ' + (isNum(r.aas) && r.aas >= 0.01 ? 'worse' : ''), text: sessions(r.aas) }),
-      el('td', { class: 'num', text: num(r.old_buf) }), el('td', { class: 'num', text: num(r.new_buf) }),
-      el('td', null, r.changes.length ? el('ul', { class: 'changes' }, r.changes.map((c) => el('li', { text: c }))) : el('span', { class: 'muted', text: 'none' })));
+      el('td', { class: 'num ' + (isNum(r.old_buf) && isNum(r.new_buf) && r.new_buf > 2 * r.old_buf + 100 ? 'worse' : ''), text: num(r.old_buf) + ' → ' + num(r.new_buf) }),
+      changesCell(r.changes));
     const toggle = () => { if (state.open.has(r.i)) state.open.delete(r.i); else state.open.add(r.i); render(); };
     btn.addEventListener('click', toggle);
     q.addEventListener('click', toggle);
@@ -620,7 +627,7 @@
   }
 
   function detailRow(r) {
-    const td = el('td', { colspan: 11 });
+    const td = el('td', { colspan: 10 });
     const tr = el('tr', { class: 'detail', 'data-status': r.status, 'data-i': r.i }, td);
     if (detailCache.has(r.i)) { td.appendChild(detailCache.get(r.i)); return tr; }
     td.appendChild(el('span', { class: 'muted', text: 'loading…' }));
@@ -644,7 +651,7 @@
       if (state.open.has(r.i)) frag.appendChild(detailRow(r));
     }
     body.textContent = '';
-    if (!slice.length) body.appendChild(el('tr', null, el('td', { colspan: 11, class: 'muted', text: 'No statement matches these filters.' })));
+    if (!slice.length) body.appendChild(el('tr', null, el('td', { colspan: 10, class: 'muted', text: 'No statement matches these filters.' })));
     body.appendChild(frag);
     byId('f-count').textContent = rowsShown.length === ROWS.length ? ROWS.length + ' statements' : rowsShown.length + ' of ' + ROWS.length + ' statements';
     const pager = byId('pager');
