@@ -143,6 +143,11 @@ MUTATIONS = [
     ("format_version", 2, "1 was expected"),
     ("exit_code", 0, "1 was expected"),  # NO-GO exits 1
     ("coverage.share", "all", "is not of type"),
+    ("fix_script", _DELETE, "'fix_script' is a required property"),
+    ("fix_script.steps.0.phase", "vacuum", "is not one of"),
+    ("findings.0.id", _DELETE, "'id' is a required property"),
+    ("findings.0.headline", _DELETE, "'headline' is a required property"),
+    ("statements.2.param_sets.0.new.plan_json", _DELETE, "'plan_json' is a required property"),
 ]
 
 
