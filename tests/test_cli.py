@@ -33,7 +33,7 @@ def workload_file(tmp_path: Path) -> Path:
 
 
 def test_help_everywhere() -> None:
-    for args in ([], ["capture"], ["compare"], ["demo"]):
+    for args in ([], ["capture"], ["compare"], ["check"], ["report"], ["demo"]):
         res = run(*args, "--help")
         assert res.returncode == 0 and "Usage:" in res.stdout
 
