@@ -38,7 +38,6 @@ from tests.fixtures.fault_pair import (
     busy_on,
     fault_pair,
     planguard_sessions,
-    resync_sequences,
     sleeping_on,
     wait_until,
 )
@@ -104,12 +103,7 @@ def trial(pair: FaultPair, fault: str, out: Path, reference: set[tuple[str, str]
         time.sleep(2.0)
         left = sum(len(planguard_sessions(c)) for c in survivors)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        if victim is not None:
-            victim.restart()
-            if victim is pair.old:
-                resync_sequences(pair.old, pair.new)
+        pair.recover(proc, victim)
     t = Trial(fault, proc.returncode, len(stderr.strip().splitlines()), exited,
               None if idle_at is None else idle_at - t0, left)
     if fault == "terminate NEW":

@@ -117,7 +117,8 @@ def test_json_contract(scenario: dict) -> None:
     assert tables["public.transactions"]["columns_with_stats"] == 0
     assert tables["public.accounts"]["columns_with_stats"] > 0
     for f in report["findings"]:
-        assert set(f) == {"kind", "severity", "object", "message", "remediation", "subject", "causes"}
+        assert set(f) == {"id", "kind", "severity", "object", "message", "headline", "extra_active_sessions",
+                          "remediation", "subject", "causes"}
         assert f["subject"] is None or set(f["subject"]) == {"type", "name", "scope", "database"}
         for c in f["causes"]:
             assert set(c) == {"kind", "detail", "fix", "subject"} and c["kind"] in CAUSES
@@ -163,7 +164,7 @@ def test_report_in_a_real_browser(scenario: dict) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.skip("chromium is not installed (make sysdeps installs it as root)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     requests: list[str] = []
@@ -179,16 +180,17 @@ def test_report_in_a_real_browser(scenario: dict) -> None:
             page.goto((scenario["tmp"] / f"{name}.html").as_uri())
             banner = page.locator("#verdict .decision")
             assert banner.inner_text() == ("NO-GO" if name == "before" else "GO")
-            assert banner.is_visible()
+            expect(banner).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / f"report-{name}.png"), full_page=False)
         page.goto((scenario["tmp"] / "before.html").as_uri())
         page.wait_for_selector("body[data-ready='1']")
         page.locator("#stmt-body tr.statement[data-status=regressed] button.expand").first.click()
         regressed = page.locator("#stmt-body tr.detail[data-status=regressed]").first
-        assert regressed.locator(".plan").first.is_visible()  # the plan trees open
+        expect(regressed.locator(".plan").first).to_be_visible()  # the plan trees open
         assert regressed.locator(".plan .pcell.changed").count() > 0
         regressed.locator("details.generic > summary").first.click()
-        assert regressed.locator("details.generic .plan, details.generic pre").first.is_visible()  # and the generic plans
+        generic = regressed.locator("details.generic .plan, details.generic pre").first
+        expect(generic).to_be_visible()  # and the generic plans
         page.screenshot(path=str(ARTIFACTS / "report-before-details.png"), full_page=True)
         browser.close()
     assert all(u.startswith("file://") for u in requests), requests

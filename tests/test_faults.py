@@ -36,7 +36,6 @@ from tests.fixtures.fault_pair import (
     fault_pair,
     log_size,
     planguard_sessions,
-    resync_sequences,
     sleeping_on,
     wait_until,
 )
@@ -93,10 +92,10 @@ def test_a_fault_mid_run_stops_both_sides_keeps_the_result_and_resumes(pair: Fau
                                                                       fault: str) -> None:
     pair.knob(LONG)
     marks = {c: log_size(c) for c in (pair.old, pair.new)}
+    victim = survivor = None
     proc = subprocess.Popen(pair.cmd(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: sleeping_on(pair.old) and sleeping_on(pair.new))
-        victim = survivor = None
         if fault.startswith("crash"):
             victim, survivor = (pair.new, pair.old) if fault.endswith("NEW") else (pair.old, pair.new)
             victim.crash()
@@ -104,12 +103,7 @@ def test_a_fault_mid_run_stops_both_sides_keeps_the_result_and_resumes(pair: Fau
             proc.send_signal(getattr(signal, fault))
         stdout, stderr = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        if victim is not None:
-            victim.restart()
-            if victim is pair.old:
-                resync_sequences(pair.old, pair.new)
+        pair.recover(proc, victim)
     assert proc.returncode == 2, stderr
     assert "Traceback" not in stderr and "Traceback" not in stdout
     (line,) = stderr.strip().splitlines()

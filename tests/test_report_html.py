@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from planguard.config import Thresholds
 from planguard.judge import comparison_of
@@ -160,30 +161,31 @@ def test_verdict_summary_and_charts(open_report: Any, restored: dict[str, Any]) 
     page = open_report(restored)
     assert page.locator("#verdict .decision").inner_text() == "NO-GO"
     blockers = [f for f in restored["findings"] if f["severity"] == "blocker"]
-    assert page.locator("#verdict ol.blockers li").count() == len(blockers)
+    expect(page.locator("#verdict ol.blockers li")).to_have_count(len(blockers))
     page.locator("#verdict ol.blockers a").first.click()
     assert page.evaluate("location.hash") == f"#f-{blockers[0]['id']}"
-    assert page.locator(f"[id='f-{blockers[0]['id']}']").is_visible()
+    expect(page.locator(f"[id='f-{blockers[0]['id']}']")).to_be_visible()
     assert page.locator("#impact").inner_text().count("average active sessions") == 1
     # one point per parameter set timed on both sides, regressions coloured
     points = sum(1 for s in restored["statements"] for p in s["param_sets"]
                  if p["old"]["median_ms"] and p["new"]["median_ms"])
-    assert page.locator("#chart-scatter circle").count() == points
+    expect(page.locator("#chart-scatter circle")).to_have_count(points)
     regressed = sum(1 for s in restored["statements"] for p in s["param_sets"] if p["status"] == "regressed"
                     and p["old"]["median_ms"] and p["new"]["median_ms"])
-    assert page.locator("#chart-scatter circle.pt-bad").count() == regressed > 0
-    assert page.locator("#chart-scatter line.diag").count() == 1
+    assert regressed > 0
+    expect(page.locator("#chart-scatter circle.pt-bad")).to_have_count(regressed)
+    expect(page.locator("#chart-scatter line.diag")).to_have_count(1)
     adding = [s for s in restored["statements"] if (s["impact"] or {}).get("extra_active_sessions", 0) > 0]
-    assert page.locator("#chart-bars rect.bar").count() == min(10, len(adding))
+    expect(page.locator("#chart-bars rect.bar")).to_have_count(min(10, len(adding)))
     page.locator("#chart-bars rect.bar").first.click()  # a bar opens its statement
-    assert page.locator("#stmt-body tr.statement").count() == 1
-    assert page.locator("#stmt-body tr.detail .sdetail").is_visible()
+    expect(page.locator("#stmt-body tr.statement")).to_have_count(1)
+    expect(page.locator("#stmt-body tr.detail .sdetail")).to_be_visible()
 
 
 def test_sorting_and_filtering_change_the_rows(open_report: Any, restored: dict[str, Any]) -> None:
     page = open_report(restored)
     stmts = restored["statements"]
-    assert page.locator("#stmt-body tr.statement").count() == len(stmts)
+    expect(page.locator("#stmt-body tr.statement")).to_have_count(len(stmts))
     page.locator("#stmt-table th[data-key=ratio]").click()  # biggest slowdown first
     ratios = sorted((s["time_ratio"] for s in stmts if s["time_ratio"] is not None), reverse=True)
     shown = page.locator("#stmt-body tr.statement td:nth-child(7)").all_inner_texts()
@@ -217,7 +219,7 @@ def test_sorting_and_filtering_change_the_rows(open_report: Any, restored: dict[
     assert page.locator("#stmt-body code.q").all_inner_texts() == [
         s["query"] for s in stmts if s["kind"] == "insert"]
     page.fill("#f-text", "no such statement anywhere")
-    assert page.locator("#stmt-body tr.statement").count() == 0
+    expect(page.locator("#stmt-body tr.statement")).to_have_count(0)
     assert "No statement matches" in page.locator("#stmt-body").inner_text()
 
 
@@ -227,7 +229,7 @@ def test_a_plan_tree_expands_and_highlights_its_changed_node(open_report: Any, r
     row.locator("button.expand").click()
     detail = page.locator("#stmt-body tr.detail .sdetail").first
     plan = detail.locator(".plan").first
-    assert plan.is_visible()
+    expect(plan).to_be_visible()
     assert detail.locator("pre.sql").first.inner_text().startswith("SELECT id\n")  # pretty-printed
     # the decisive set: OLD's index scan against NEW's bitmap heap scan, NEW's marked changed
     new_changed = plan.locator(".pcell.changed[data-side=new]")
@@ -240,7 +242,7 @@ def test_a_plan_tree_expands_and_highlights_its_changed_node(open_report: Any, r
     plan.locator(".pcell[data-side=new]").first.locator(".tw").click()
     assert plan.locator(".pcell[data-side=new]:visible").count() < visible_before
     plan.locator("button", has_text="expand all").click()
-    assert plan.locator(".pcell[data-side=new]:visible").count() == visible_before
+    expect(plan.locator(".pcell[data-side=new]:visible")).to_have_count(visible_before)
     # a node's conditions on a click, the raw EXPLAIN JSON on another
     plan.locator(".pcell[data-side=new] .lbl", has_text="Bitmap Heap Scan").first.click()
     assert "Recheck Cond" in plan.locator(".pdetail").first.inner_text()
@@ -250,31 +252,37 @@ def test_a_plan_tree_expands_and_highlights_its_changed_node(open_report: Any, r
     # the generic plan is built when it is opened
     generic = detail.locator("details.generic").first
     generic.locator("summary").click()
-    assert generic.locator(".plan, pre").first.is_visible()
+    expect(generic.locator(".plan, pre").first).to_be_visible()
 
 
 def test_copy_buttons_copy_the_right_text(open_report: Any, restored: dict[str, Any]) -> None:
     page = open_report(restored)
 
-    def clipboard() -> str:
-        text: str = page.evaluate("navigator.clipboard.readText()")
+    def clipboard(expected: str) -> str:
+        """The clipboard once it holds ``expected`` (writing it is asynchronous), or as it is."""
+        for _ in range(50):
+            text: str = page.evaluate("navigator.clipboard.readText()")
+            if text == expected:
+                break
+            page.wait_for_timeout(100)
         return text
 
     page.locator("#fix button.copy").first.click()
-    assert clipboard() == restored["fix_script"]["sql"]
+    assert clipboard(restored["fix_script"]["sql"]) == restored["fix_script"]["sql"]
     f = next(f for f in restored["findings"] if f["remediation"])
     page.locator(f"[id='f-{f['id']}'] button.copy").click()
-    assert clipboard() == f["remediation"]
+    assert clipboard(f["remediation"]) == f["remediation"]
     page.locator("#stmt-body tr.statement[data-status=regressed] button.expand").click()
     page.locator("#stmt-body tr.detail .sdetail > .codebox button.copy").click()
     regressed = next(s for s in restored["statements"] if s["status"] == "regressed")
-    assert clipboard() == pretty_sql(regressed["query"])
+    assert clipboard(pretty_sql(regressed["query"])) == pretty_sql(regressed["query"])
     # without the Clipboard API: a selected textarea and execCommand
     page.evaluate("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
     page.evaluate("document.addEventListener('copy', e => { window.copied = document.getSelection().toString()"
                   " || document.activeElement.value.slice(document.activeElement.selectionStart,"
                   " document.activeElement.selectionEnd); })")
     page.locator("#fix button.copy").first.click()
+    page.wait_for_function("t => window.copied === t", arg=restored["fix_script"]["sql"], timeout=5000)
     assert page.evaluate("window.copied") == restored["fix_script"]["sql"]
 
 
@@ -288,7 +296,7 @@ def test_screenshots(open_report: Any, restored: dict[str, Any], analyzed: dict[
     page.screenshot(path=str(ARTIFACTS / f"report-html-{width}.png"), full_page=True)
     page.locator("#stmt-body tr.statement[data-status=regressed] button.expand").click()
     detail = page.locator("#stmt-body tr.detail").first
-    assert detail.locator(".plan").is_visible()
+    expect(detail.locator(".plan")).to_be_visible()
     detail.screenshot(path=str(ARTIFACTS / f"report-html-plan-{width}.png"))
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, "the page does not scroll sideways"
@@ -341,7 +349,7 @@ def test_hostile_text_stays_inert_and_shows_literally(open_report: Any, restored
     text = page.locator("body").inner_text()
     assert HOSTILE_SCRIPT in text and HOSTILE_IMG in text
     assert page.locator("#verdict li", has_text=HOSTILE_SCRIPT).count() >= 1
-    assert page.locator("#stmt-body code.q", has_text=HOSTILE_SCRIPT).count() == 1
+    expect(page.locator("#stmt-body code.q", has_text=HOSTILE_SCRIPT)).to_have_count(1)
     assert page.locator("#stmt-body code.val", has_text=HOSTILE_IMG).count() >= 1
 
 
@@ -351,7 +359,7 @@ def test_a_big_report_pages_and_inflates_details_lazily(open_report: Any, restor
     big = replicate(restored, 180)
     page = open_report(big)
     assert page.locator("#pg-detail").get_attribute("data-encoding") == "gzip"
-    assert page.locator("#stmt-body tr.statement").count() == 50
+    expect(page.locator("#stmt-body tr.statement")).to_have_count(50)
     assert "page 1 of 4" in page.locator("#pager").inner_text()
     page.locator("#pager button.next").click()
     page.locator("#pager button.next").click()
@@ -360,7 +368,7 @@ def test_a_big_report_pages_and_inflates_details_lazily(open_report: Any, restor
     rows = page.locator("#stmt-body tr.statement")
     assert rows.count() == sum(1 for s in big["statements"] if s["status"] == "regressed")
     rows.last.locator("button.expand").click()  # a statement of the last chunk
-    assert page.locator("#stmt-body tr.detail .plan .pcell.changed").first.is_visible()
+    expect(page.locator("#stmt-body tr.detail .plan .pcell.changed").first).to_be_visible()
 
 
 def test_a_readiness_check_renders_without_statements(open_report: Any, restored: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from planguard.model import (
 from planguard.plan import Plan, indexes_used, raw_json, render_text, shape_fingerprint
 from planguard.timing import CLASS_NAMES, NoiseFloor
 from planguard.verdict import sort_findings
-from planguard.workload import is_guess
+from planguard.workload import Workload, is_guess
 
 FORMAT_VERSION = 1
 
@@ -196,6 +196,7 @@ def _statement(r: StatementResult, redact: bool) -> dict[str, Any]:
         "calls": s.calls,
         "calls_per_second": s.calls_per_second,
         "mean_ms_on_old": s.mean_ms,
+        "database": s.database,
         "tables": list(s.tables),
         "status": r.status,
         "reason": r.reason,
@@ -209,6 +210,12 @@ def _statement(r: StatementResult, redact: bool) -> dict[str, Any]:
         "param_sets": [_param_set(p, redact, p is dec) for p in r.param_sets],
         "plan_only": _plan_only(r.plan_only, redact),
     }
+
+
+def _rate(w: Workload) -> float | None:
+    """The captured statements' calls per second over the stats window (None: unknown)."""
+    rates = [st.calls_per_second for st in w.statements if st.calls_per_second is not None]
+    return round(sum(rates), 3) if rates else None
 
 
 def _findings(findings: Sequence[Finding]) -> list[dict[str, Any]]:
@@ -270,6 +277,10 @@ def to_dict(c: Comparison) -> dict[str, Any]:
             "database": c.workload.source.database,
             "server_version": c.workload.source.server_version,
             "statements": len(c.workload.statements),
+            "stats_reset": c.workload.source.stats_reset,
+            "stats_window_seconds": c.workload.source.stats_window_seconds,
+            "calls": sum(st.calls for st in c.workload.statements),
+            "calls_per_second": _rate(c.workload),
         },
         "summary": counts,
         "impact": None if c.impact is None else {
