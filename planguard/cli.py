@@ -345,8 +345,9 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
         paths = write_context(context, outputs, fail_on)
     resume_with = paths.get("json") or result.recording
     if result.stopped is not None and result.stopped.kind != BUDGET:
-        _fail(f"{result.stopped.reason}: partial result saved ({_written(paths)}, recording "
-              f"{result.recording}); complete it with --resume {resume_with}")
+        saved = ", ".join(str(p) for p in (*paths.values(), result.recording) if p)
+        _fail(f"{result.stopped.reason}: partial result saved to {saved}; "
+              f"complete it with --resume {resume_with}")
     _print_verdict(result.verdict.decision, result.verdict.reasons)
     if result.stopped is not None:
         click.echo(f"  partial: {result.stopped.reason}; complete it with --resume {resume_with}")
