@@ -95,6 +95,17 @@ def test_the_verdict_comes_first_with_one_line_per_blocker(restored: dict[str, A
     assert page.index('id="verdict"') < page.index('id="fix"') < page.index('id="summary"')
 
 
+def test_the_summary_says_how_and_when_the_workload_was_captured(restored: dict[str, Any]) -> None:
+    page = render_html(restored)
+    window = re.search(r'id="stats-window">([^<]*)<', page)
+    assert window and "of production traffic, since the reset at" in window.group(1)
+    assert f"{restored['workload']['calls']:,} calls in pg_stat_statements" in page
+    assert "calls/s over the captured statements" in page
+    unknown = {**restored, "workload": {**restored["workload"], "stats_window_seconds": None,
+                                        "calls_per_second": None}}
+    assert "unknown (no reset time)" in render_html(unknown)
+
+
 def test_sql_is_pretty_printed_or_kept_as_it_is() -> None:
     assert pretty_sql("select a from t where b = $1") == "SELECT a\nFROM t\nWHERE b = $1"
     assert pretty_sql("select from where )(") == "select from where )("

@@ -51,7 +51,21 @@ def _num(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f}"
 
 
+def _duration(seconds: float | None) -> str:
+    """3725 -> '1 h 2 min'; 90 -> '1 min 30 s'; days for a long stats window."""
+    if seconds is None:
+        return "–"
+    s = round(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else "",
+             f"{s} s" if s and not days and not hours else ""]
+    return " ".join(p for p in parts if p) or "0 s"
+
+
 _env.filters["ms"] = _ms
+_env.filters["duration"] = _duration
 _env.filters["num"] = _num
 
 
