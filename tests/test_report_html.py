@@ -388,3 +388,34 @@ def test_a_readiness_check_renders_without_statements(open_report: Any, restored
     page = open_report(check)
     assert page.locator("#verdict .decision").inner_text() == "NO-GO"
     assert page.locator("#statements").count() == 0 and page.locator("#findings .finding").count() > 0
+
+
+def test_a_plan_of_160_nodes_stays_readable(open_report: Any, restored: dict[str, Any]) -> None:
+    """A real 163-node plan (an aggregate over 160 partitions, PostgreSQL 15 and 18): the tree
+    opens folded to what matters, unfolds on demand, and the page does not overflow."""
+    big = copy.deepcopy(restored)
+    plans = {v: json.loads((OUT.parent / "plans" / f"pg{v}_many_partitions.json").read_text())["explain"][0]["Plan"]
+             for v in (15, 18)}
+    stmt = next(s for s in big["statements"] if s["status"] == "regressed")
+    dec = next(p for p in stmt["param_sets"] if p["label"] == stmt["decisive_param_set"])
+    dec["old"]["plan_json"], dec["new"]["plan_json"] = plans[15], plans[18]
+    page = open_report(big, 1024, name="big-plan")
+    page.locator("#stmt-body tr.statement[data-status=regressed] button.expand").click()
+    plan = page.locator("#stmt-body tr.detail .sdetail .plan").first
+    expect(plan).to_be_visible()
+    cells = plan.locator(".pcell[data-side=new]")
+    expect(cells).to_have_count(163)
+    folded = plan.locator(".pcell[data-side=new]:visible").count()
+    assert 1 <= folded < 40, folded  # the quiet partitions' scans start folded
+    quiet = plan.locator(".pcell[data-side=new] button.quiet")
+    expect(quiet).to_have_count(1)
+    assert quiet.inner_text().startswith("+") and quiet.inner_text().endswith(" quiet")
+    quiet.click()  # the Append's quiet children, on demand
+    expect(plan.locator(".pcell[data-side=new]:visible")).to_have_count(folded + int(quiet.inner_text().split()[2]))
+    quiet.click()
+    expect(plan.locator(".pcell[data-side=new]:visible")).to_have_count(folded)
+    plan.locator("button", has_text="expand all").click()
+    expect(plan.locator(".pcell[data-side=new]:visible")).to_have_count(163)
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    plan.screenshot(path=str(ARTIFACTS / "report-html-plan-163-nodes.png"))

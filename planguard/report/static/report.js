@@ -204,9 +204,11 @@
     const tw = el('span', { class: 'tw', title: hasKids ? 'collapse or expand this node' : null, text: hasKids ? '▾' : '·' });
     if (hasKids) tw.addEventListener('click', (ev) => { ev.stopPropagation(); ctx.toggle(side, n.id); });
     const lbl = el('span', { class: 'lbl', title: n.label });
-    add(lbl, el('b', { text: n.type }));
-    const rest = n.label && n.label.indexOf(n.type) === 0 ? n.label.slice(n.type.length) : (n.label && n.label !== n.type ? ' ' + n.label : '');
-    add(lbl, rest);
+    // the node's name as EXPLAIN prints it in bold ("Parallel Seq Scan", "GroupAggregate"), then the rest
+    const label = n.label || n.type;
+    const at = label.indexOf(n.type);
+    add(lbl, el('b', { text: at >= 0 ? label.slice(0, at + n.type.length) : n.type }));
+    add(lbl, at >= 0 ? label.slice(at + n.type.length) : ' ' + label);
     if (n.join) add(lbl, el('span', { class: 'join', text: n.join }));
     for (const c of n.changed || []) add(lbl, el('span', { class: 'chg', text: c }));
     const share = n.exclusive_share;
@@ -217,6 +219,11 @@
       add(xt, [bar, ms(n.exclusive_ms) + ' ms' + (isNum(share) ? ' · ' + pct(share) : '')]);
     } else add(xt, el('span', { class: 'muted', text: 'not run' }));
     const line = el('div', { class: 'pnode', style: 'padding-left:' + (n.depth * 16) + 'px' }, tw, lbl, xt);
+    if (ctx.quietOf && ctx.quietOf[side].get(n.id)) {
+      const qb = el('button', { type: 'button', class: 'quiet', title: 'children with nothing changed and little time' });
+      qb.addEventListener('click', (ev) => { ev.stopPropagation(); ctx.toggleQuiet(side, n.id); });
+      lbl.after(qb);
+    }
     const meta = el('div', { class: 'pmeta', style: 'padding-left:' + (n.depth * 16 + 20) + 'px' });
     add(meta, 'rows ' + rows(n.rows_est) + ' est → ' + (isNum(n.rows_actual) ? rows(n.rows_actual) : dash));
     if (n.misestimate && n.misestimate.factor >= 2) {
@@ -251,6 +258,8 @@
     cell.appendChild(el('div', { class: 'pdetail', style: 'padding-left:' + (n.depth * 16 + 20) + 'px' }, t));
   }
 
+  const WIDE = 12;  // a node with more children than this folds its quiet ones
+
   function planView(plans, sides, heading) {
     const trees = { old: plans.old, new: plans.new };
     const oldNodes = trees.old ? trees.old.nodes : [];
@@ -266,6 +275,9 @@
       }
     }
     const collapsed = { old: new Set(), new: new Set() };
+    const quiet = { old: new Set(), new: new Set() };  // folded behind their parent's button
+    const quietOf = { old: new Map(), new: new Map() };  // parent id -> how many
+    const showQuiet = { old: new Set(), new: new Set() };  // parents whose quiet children show
     const cells = { old: new Map(), new: new Map() };
     const rowEls = [];
     const other = (s) => (s === 'old' ? 'new' : 'old');
@@ -280,6 +292,16 @@
         }
         refresh();
       },
+      quietOf,
+      toggleQuiet(side, id) {
+        const on = !showQuiet[side].has(id);
+        const n = byNode[side].get(id);
+        for (const [s, nid] of [[side, id], [other(side), n && n.pair]]) {
+          if (nid === null || nid === undefined) continue;
+          if (on) showQuiet[s].add(nid); else showQuiet[s].delete(nid);
+        }
+        refresh();
+      },
       hover(side, n, on) {
         const c = n.pair !== null && n.pair !== undefined && cells[other(side)].get(n.pair);
         if (c) c.classList.toggle('hl', on);
@@ -287,20 +309,29 @@
         if (me) me.classList.toggle('hl', on);
       },
     };
-    // big plans: start with the subtrees that hold nothing changed and little time folded
+    // big plans: start with every node folded whose children hold nothing changed and little
+    // time (a node that matters itself stays in view, folded: an Append over 160 partitions)
     const biggest = Math.max(oldNodes.length, newNodes.length);
     if (biggest > 60) {
       for (const s of ['old', 'new']) {
         const nodes = trees[s] ? trees[s].nodes : [];
-        const interesting = new Map();
+        const below = new Map();  // node id -> something that matters lies below it
         for (let k = nodes.length - 1; k >= 0; k--) {
           const n = nodes[k];
           const mine = (n.changed && n.changed.length > 0) || (n.exclusive_share || 0) >= 0.1 ||
-            (n.misestimate && n.misestimate.factor >= 100) || interesting.get(n.id);
-          interesting.set(n.id, !!mine);
-          if (mine && n.parent !== null && n.parent !== undefined) interesting.set(n.parent, true);
+            (n.misestimate && n.misestimate.factor >= 100) || below.get(n.id);
+          if (mine && n.parent !== null && n.parent !== undefined) below.set(n.parent, true);
         }
-        for (const n of nodes) if (kids[s].get(n.id) && !interesting.get(n.id) && n.depth > 0) collapsed[s].add(n.id);
+        for (const n of nodes) if (kids[s].get(n.id) && !below.get(n.id) && n.depth > 0) collapsed[s].add(n.id);
+        // under a wide node (an Append over many partitions), the quiet children fold away
+        // behind one "+N quiet" button on the parent: the one that matters stays in view
+        for (const n of nodes) {
+          const p = n.parent;
+          if (p === null || p === undefined || (kids[s].get(p) || 0) <= WIDE) continue;
+          const mine = (n.changed && n.changed.length > 0) || (n.exclusive_share || 0) >= 0.1 ||
+            (n.misestimate && n.misestimate.factor >= 100) || below.get(n.id);
+          if (!mine) { quiet[s].add(n.id); quietOf[s].set(p, (quietOf[s].get(p) || 0) + 1); }
+        }
       }
     }
     const grid = el('div', { class: 'plan-grid' + (both ? '' : ' single') });
@@ -326,7 +357,8 @@
       const hidden = new Set();
       for (const n of (trees[s] ? trees[s].nodes : [])) {
         const p = n.parent;
-        if (p !== null && p !== undefined && (hidden.has(p) || collapsed[s].has(p))) hidden.add(n.id);
+        if (p !== null && p !== undefined && (hidden.has(p) || collapsed[s].has(p) ||
+            (quiet[s].has(n.id) && !showQuiet[s].has(p)))) hidden.add(n.id);
       }
       return hidden;
     }
@@ -336,6 +368,11 @@
         for (const [id, c] of cells[s]) {
           const tw = c.querySelector('.tw');
           if (kids[s].get(id)) tw.textContent = collapsed[s].has(id) ? '▸' : '▾';
+          const qb = c.querySelector('button.quiet');
+          if (qb) {
+            qb.textContent = showQuiet[s].has(id) ? 'hide the ' + quietOf[s].get(id) + ' quiet' : '+' + quietOf[s].get(id) + ' quiet';
+            qb.style.display = collapsed[s].has(id) ? 'none' : '';
+          }
         }
       }
       for (const row of rowEls) {
@@ -354,7 +391,10 @@
     refresh();
     const bar = el('div', { class: 'plan-bar' });
     const setAll = (on) => {
-      for (const s of ['old', 'new']) for (const [id, k] of kids[s]) { if (k && on) collapsed[s].add(id); else collapsed[s].delete(id); }
+      for (const s of ['old', 'new']) {
+        for (const [id, k] of kids[s]) { if (k && on) collapsed[s].add(id); else collapsed[s].delete(id); }
+        for (const id of quietOf[s].keys()) { if (on) showQuiet[s].delete(id); else showQuiet[s].add(id); }
+      }
       refresh();
     };
     add(bar, [el('button', { type: 'button', text: 'expand all', onclick: () => setAll(false) }),
