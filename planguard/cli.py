@@ -124,6 +124,18 @@ def _output_options(func: F) -> F:
     return func
 
 
+def _verify_options(func: F) -> F:
+    func = click.option("--allow-locks", is_flag=True,
+                        help="With --verify-fixes: also try fixes that take locks on NEW inside the "
+                             "rolled-back transaction (DROP INDEX: ACCESS EXCLUSIVE; CREATE INDEX: SHARE), "
+                             "each bounded by a short lock_timeout.")(func)
+    func = click.option("--verify-fixes", is_flag=True,
+                        help="Try each blocker's fix on NEW only, in a transaction that is rolled back, "
+                             "and measure its statements again; say what stays (pg_class row counts) "
+                             "before doing it.")(func)
+    return func
+
+
 def _outputs(formats: tuple[str, ...], stem: str, given: dict[str, Path | None]) -> dict[str, Path]:
     """{format: path} to write: the formats asked for, and those given a path."""
     from planguard.report import SUFFIXES
@@ -293,6 +305,7 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @click.option("--allow-same-cluster", is_flag=True,
               help="Let OLD and NEW be one cluster (it proves nothing about a cutover; for testing "
                    "planguard itself).")
+@_verify_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_safety_options
 @handle_errors
@@ -303,7 +316,7 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
             save_recording: Path | None, runs_path: Path | None, writes: str,
             max_query_ms: float | None, max_total: float | None, max_old_server_time: float | None,
             polite: int | None, polite_max_lag: float | None, resume_path: Path | None,
-            allow_same_cluster: bool, quiet: bool,
+            allow_same_cluster: bool, verify_fixes: bool, allow_locks: bool, quiet: bool,
             statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD and NEW on a workload and print GO or NO-GO.
 
@@ -342,6 +355,11 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
                             policy=Policy(writes, max_query_ms, allow_same_cluster), budget=budget,
                             stop=stop, resume=resume, partial_recording=partial)
         context = context_of(result)
+        if verify_fixes and result.stopped is None:
+            from planguard.verify import verify
+
+            context = verify(context, new_dsn, old_dsn, allow_locks=allow_locks, repeat=repeat,
+                             limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet))
         paths = write_context(context, outputs, fail_on)
     resume_with = paths.get("json") or result.recording
     if result.stopped is not None and result.stopped.kind != BUDGET:
@@ -434,6 +452,59 @@ def report(result_path: Path, fmt: str, output: Path | None, fail_on: str) -> No
         output.write_text(text, encoding="utf-8")
         click.echo(f"{context['verdict']}: {fmt} report of {result_path} -> {output}")
     _exit(context, fail_on, err=output is None)
+
+
+@main.command(name="verify")
+@click.argument("result_path", metavar="RESULT.json", type=click.Path(path_type=Path))
+@click.argument("old_dsn", metavar="OLD")
+@click.argument("new_dsn", metavar="NEW")
+@click.option("-o", "--output", "html", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML report (default: RESULT.html next to RESULT.json).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON result with the verification (default: RESULT.json itself).")
+@_output_options
+@click.option("--allow-locks", is_flag=True,
+              help="Also try fixes that take locks on NEW inside the rolled-back transaction (DROP "
+                   "INDEX: ACCESS EXCLUSIVE; CREATE INDEX: SHARE), each bounded by a short lock_timeout.")
+@click.option("--repeat", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Measured runs per statement in each trial, after one warm-up.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@_safety_options
+@handle_errors
+def verify_command(result_path: Path, old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
+                   formats: tuple[str, ...], md_path: Path | None, junit_path: Path | None, fail_on: str,
+                   allow_locks: bool, repeat: int, quiet: bool, statement_timeout: int,
+                   lock_timeout: int) -> None:
+    """Prove the fixes of a saved comparison on NEW, before the cutover.
+
+    For each blocker of RESULT.json (what 'planguard compare' wrote), tries its fix on NEW
+    only, inside a transaction that is rolled back (ANALYZE, SET LOCAL, an index hidden with
+    HypoPG or, with --allow-locks, dropped or built), measures its statements again and says
+    whether OLD's plan comes back; for each regression, whether OLD's statistics bring OLD's
+    plan back (statistics) or not (planner).  OLD is only read.  Exit code: the result's.
+    """
+    from planguard.report import check_writable, load_result, write_context
+    from planguard.verify import verify
+
+    context = load_result(result_path)
+    if context["kind"] != "compare":
+        _fail(f"{result_path} is a 'planguard check' result: verify needs a comparison's (planguard compare)")
+    given = {"html": html or result_path.with_suffix(".html"), "json": json_path or result_path,
+             "md": md_path, "junit": junit_path}
+    outputs = _outputs(formats, result_path.stem, given)
+    check_writable(list(outputs.values()))
+    context = verify(context, new_dsn, old_dsn, allow_locks=allow_locks, repeat=repeat,
+                     limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet))
+    paths = write_context(context, outputs, fail_on)
+    for f in context["findings"]:
+        v = f.get("verification")
+        if v:
+            click.echo(f"  {v['outcome']:<17} {f['kind']}: {v['summary']}")
+    check = context["verification"]
+    click.echo("  NEW's catalog: " + ("unchanged" if check["catalog_unchanged"] else
+                                     "CHANGED: " + "; ".join(check["catalog_diff"][:5])))
+    click.echo(_written(paths))
+    _exit(context, fail_on)
 
 
 def _print_verdict(decision: str, reasons: tuple[str, ...], limit: int = 5) -> None:

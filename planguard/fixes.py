@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pglast.parser import scan
 
@@ -52,6 +53,7 @@ class Step:
     also: list[str] = field(default_factory=list)  # other findings it answers
     runnable: bool = True
     rank: tuple[int, float] = (0, 0.0)  # order within its phase
+    verified: str | None = None  # the outcome of trying it on NEW (--verify-fixes), None: not tried
 
 
 @dataclass(frozen=True)
@@ -193,5 +195,43 @@ def script_text(steps: Sequence[Step]) -> str:
             lines.append(f"-- {s.note}")
         if s.clears:
             lines.append(f"-- clears: {', '.join(s.clears)}")
+        if s.verified:
+            lines.append(f"-- verified on NEW (rolled back): {s.verified.replace('_', ' ')}")
         lines.append(s.sql if s.runnable else "-- " + s.sql.replace("\n", "\n-- "))
     return "\n".join(lines) + "\n"
+
+
+# Verified steps first within their phase, the best outcome first.
+VERIFIED_RANK = {"restores_old_plan": 0, "improves": 1, "no_effect": 2}
+
+
+def mark_verified(fix: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The JSON fix script with each step's ``verified`` outcome: the best outcome of the
+    blockers it clears whose tried fix included it; verified steps first within each phase."""
+    by_id = {f["id"]: f for f in findings}
+
+    def key(sql: str) -> str:
+        return " ".join(sql.split()).rstrip(";").lower()
+
+    steps = []
+    for st in fix["steps"]:
+        outcomes = []
+        for fid in st["clears"]:
+            v = (by_id.get(fid) or {}).get("verification")
+            tried = {key(x) for x in v["trial"].splitlines()} if v else set()
+            if v and v["outcome"] in VERIFIED_RANK and key(st["sql"]) in tried:
+                outcomes.append(v["outcome"])
+        best = min(outcomes, key=VERIFIED_RANK.__getitem__, default=None)
+        steps.append(Step(st["phase"], st["sql"], st["note"], list(st["clears"]), list(st["also"]),
+                          st["runnable"], verified=best))
+    order = {p: i for i, p in enumerate(PHASES)}
+    ordered = sorted(enumerate(steps), key=lambda x: (order[x[1].phase],
+                                                      VERIFIED_RANK.get(x[1].verified or "", 9), x[0]))
+    return steps_json([s for _, s in ordered])
+
+
+def steps_json(steps: Sequence[Step]) -> dict[str, Any]:
+    """The fix script as the JSON contract has it."""
+    return {"steps": [{"phase": s.phase, "sql": s.sql, "note": s.note, "runnable": s.runnable,
+                       "clears": s.clears, "also": s.also, "verified": s.verified} for s in steps],
+            "sql": script_text(steps)}

@@ -17,7 +17,7 @@ from planguard.calls import STATUSES, Call
 from planguard.checks.freshness import TableStats
 from planguard.diff import Change
 from planguard.findings import Finding, finding_ids
-from planguard.fixes import fix_script, script_text
+from planguard.fixes import fix_script, steps_json
 from planguard.measure import Digest, Measurement
 from planguard.model import (
     CheckResult,
@@ -197,6 +197,8 @@ def _statement(r: StatementResult, redact: bool) -> dict[str, Any]:
         "calls_per_second": s.calls_per_second,
         "mean_ms_on_old": s.mean_ms,
         "database": s.database,
+        "attribution": None,  # statistics | planner | unknown, with --verify-fixes
+        "attribution_note": None,
         "tables": list(s.tables),
         "status": r.status,
         "reason": r.reason,
@@ -220,7 +222,8 @@ def _rate(w: Workload) -> float | None:
 
 def _findings(findings: Sequence[Finding]) -> list[dict[str, Any]]:
     ordered = sort_findings(findings)
-    return [{"id": i, **asdict(f)} for i, f in zip(finding_ids(ordered), ordered, strict=True)]
+    return [{"id": i, **asdict(f), "verification": None}  # verification: see planguard.verify
+            for i, f in zip(finding_ids(ordered), ordered, strict=True)]
 
 
 def _fix_script(findings: Sequence[Finding], tables: Sequence[TableStats]) -> dict[str, Any] | None:
@@ -230,9 +233,7 @@ def _fix_script(findings: Sequence[Finding], tables: Sequence[TableStats]) -> di
     steps = fix_script(ordered, finding_ids(ordered), pages)
     if not steps:
         return None
-    return {"steps": [{"phase": s.phase, "sql": s.sql, "note": s.note, "runnable": s.runnable,
-                       "clears": s.clears, "also": s.also} for s in steps],
-            "sql": script_text(steps)}
+    return steps_json(steps)
 
 
 def _partial(c: Comparison) -> dict[str, Any] | None:
@@ -302,6 +303,7 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "statements": statements,
         "findings": _findings(c.findings),
         "fix_script": _fix_script(c.findings, c.tables),
+        "verification": None,
         "tables": [asdict(t) for t in c.tables],
     }
 
@@ -335,6 +337,7 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
         "recording": None,
         "statements": [],
         "findings": _findings(result.findings),
+        "verification": None,
         "fix_script": _fix_script(result.findings,
                                   result.new.statistics.tables if result.new.statistics else ()),
         "tables": [],
