@@ -160,6 +160,58 @@ def test_a_mutated_document_is_rejected(path: str, value: Any, why: str) -> None
     assert errors and any(why in e for e in errors), errors
 
 
+VERIFIED_MUTATIONS = [
+    ("verification.trials", "3", "is not of type 'integer'"),
+    ("verification.catalog_diff", None, "is not of type 'array'"),
+    ("verification.hypopg", 1.4, "is not of type"),
+    ("verification.catalog_unchanged", _DELETE, "'catalog_unchanged' is a required property"),
+    ("verification.extra", 1, "'extra' was unexpected"),
+    ("findings.0.verification.outcome", "fixed", "is not one of"),
+    ("findings.0.verification.summary", _DELETE, "'summary' is a required property"),
+    ("findings.0.verification.lock", [], "is not of type"),
+    ("findings.0.verification.statements.0.plan_restored", "yes", "is not of type 'boolean'"),
+    ("findings.0.verification.statements.0.after_ms", "fast", "is not of type"),
+    ("findings.0.verification.statements.0.still_regressed", _DELETE, "'still_regressed' is a required property"),
+    ("findings.0.verification.statements.0.plan", "x", "'plan' was unexpected"),
+    ("statements.2.attribution", "stats", "is not one of"),
+    ("statements.2.attribution_note", 1, "is not of type"),
+    ("fix_script.steps.0.verified", "verified", "is not one of"),
+]
+
+
+def test_the_schema_describes_verified_fixes() -> None:
+    """The goldens with every verification field filled in (tests/test_report_verified.py), or
+    null as a run without --verify-fixes writes them, validate; the enums are the outcomes and
+    attributions planguard writes."""
+    from tests.test_report_verified import hostile, unverified, verified
+
+    defs = schema()["$defs"]
+    assert defs["verification_outcome"]["enum"] == ["restores_old_plan", "improves", "no_effect", "not_tried"]
+    assert defs["attribution"]["enum"] == ["statistics", "planner", "unknown"]
+    for name in GOLDENS:
+        assert schema_errors(unverified(golden(name))) == [], name
+    doc = verified(golden("demo_as_restored"))
+    assert doc["statements"][2]["attribution"] == "statistics" and doc["findings"][0]["verification"]
+    assert schema_errors(doc) == []
+    assert schema_errors(verified(golden("demo_as_restored"), changed=True)) == []
+    assert schema_errors(hostile(golden("demo_as_restored"))) == []
+    for outcome in defs["verification_outcome"]["enum"]:
+        doc["findings"][0]["verification"]["outcome"] = outcome
+        doc["fix_script"]["steps"][0]["verified"] = outcome
+        assert schema_errors(doc) == []
+
+
+@pytest.mark.parametrize(("path", "value", "why"), VERIFIED_MUTATIONS,
+                         ids=[m[0] + ":" + str(m[1])[:12] for m in VERIFIED_MUTATIONS])
+def test_a_mutated_verification_is_rejected(path: str, value: Any, why: str) -> None:
+    from tests.test_report_verified import verified
+
+    doc = verified(golden("demo_as_restored"))
+    _set(doc, path, value)
+    errors = schema_errors(doc)
+    assert errors and any(why in e for e in errors), errors
+
+
 def test_a_renamed_key_is_rejected() -> None:
     doc = golden("demo_as_restored")
     doc["findings"][0]["remedy"] = doc["findings"][0].pop("remediation")

@@ -37,6 +37,9 @@ _env = Environment(
 
 COMPRESS_ABOVE = 1_000_000  # bytes of detail JSON beyond which it is gzip-compressed
 CHUNK = 50  # statements per compressed chunk: expanding one inflates only its chunk
+# How the page names a verification's outcome (planguard.verify, the JSON's verification.outcome).
+OUTCOMES = {"restores_old_plan": "restores OLD's plan", "improves": "improves", "no_effect": "no effect",
+            "not_tried": "not tried"}
 STATUS_ORDER = ("error", "regressed", "slower_same_plan", "unstable", "plan_changed", "improved",
                 "unchanged", "skipped")
 
@@ -149,7 +152,8 @@ def _detail(s: dict[str, Any]) -> dict[str, Any]:
         sets.append(d)
     return {"sql": pretty_sql(s["query"]), "reason": s.get("reason"), "impact": s.get("impact"),
             "decisive": s.get("decisive_param_set"), "param_sets": sets, "plan_only": s.get("plan_only"),
-            "mean_ms_on_old": s.get("mean_ms_on_old")}
+            "mean_ms_on_old": s.get("mean_ms_on_old"), "attribution": s.get("attribution"),
+            "attribution_note": s.get("attribution_note")}
 
 
 def _row(i: int, s: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +164,8 @@ def _row(i: int, s: dict[str, Any]) -> dict[str, Any]:
             "cps": s.get("calls_per_second"), "old_ms": s["old"].get("median_ms"),
             "new_ms": s["new"].get("median_ms"), "ratio": s.get("time_ratio"),
             "old_buf": s["old"].get("shared_buffers"), "new_buf": s["new"].get("shared_buffers"),
-            "aas": imp.get("extra_active_sessions"), "changes": [c["detail"] for c in s.get("changes") or []]}
+            "aas": imp.get("extra_active_sessions"), "changes": [c["detail"] for c in s.get("changes") or []],
+            "attr": s.get("attribution"), "attr_note": s.get("attribution_note")}
 
 
 def _points(i: int, s: dict[str, Any]) -> list[list[Any]]:
@@ -205,8 +210,12 @@ def render_html(context: dict[str, Any]) -> str:
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     findings = context.get("findings") or []
     blockers = [f for f in findings if f["severity"] == "blocker"]
+    # Verified fixes: every blocker (one without a trial shows as not verified), then any other
+    # finding whose fix was tried; none at all when the run did not verify.
+    verified = [] if context.get("verification") is None else blockers + [
+        f for f in findings if f["severity"] != "blocker" and f.get("verification")]
     return _env.get_template("report.html.j2").render(
-        r=context, blockers=blockers, groups=_groups(findings),
+        r=context, blockers=blockers, groups=_groups(findings), verified=verified, outcomes=OUTCOMES,
         warnings=sum(1 for f in findings if f["severity"] == "warning"),
         by_id={f["id"]: f for f in findings},
         css=Markup(_static("report.css")), script=Markup(script), script_hash=digest,

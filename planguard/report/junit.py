@@ -9,7 +9,9 @@ Two suites:
 - ``planguard.findings``: one test case per blocking finding (class name
   ``planguard.findings.<kind>``, a ``<failure>`` with the headline as its message, the message
   and the remediation as its text) and per warning, passing with the message as
-  ``system-out``.
+  ``system-out``.  When its fix was verified on NEW, a finding's case carries the outcome as
+  ``<properties><property name="verification" value="restores_old_plan"/></properties>`` and
+  the verification's summary in ``system-out``.
 
 With ``fail_on="warning"`` warnings fail too, and so do the statements they are about.
 Text that XML 1.0 cannot carry (control characters in hostile statement text) is replaced
@@ -45,6 +47,14 @@ def _about_statement(f: dict[str, Any]) -> tuple[str, str | None] | None:
     if subject and subject["type"] == "statement":
         return subject["name"], subject.get("database")
     return None
+
+
+def _verification_text(v: dict[str, Any]) -> str:
+    """What trying the fix on NEW did: outcome, summary, the reason, the SQL tried."""
+    text = f"verification: {v['outcome']}: {v['summary']}"
+    if v.get("reason"):
+        text += f"\n{v['reason']}"
+    return text + f"\n\ntried on NEW (rolled back):\n{v['trial']}"
 
 
 def statement_name(s: dict[str, Any], database: str | None) -> str:
@@ -116,13 +126,21 @@ def render_junit(context: dict[str, Any], fail_on: str = "blocker") -> str:
         names[pair] = names.get(pair, 0) + 1
         name = f["object"] if names[pair] == 1 else f"{f['object']} ({names[pair]})"
         case = _case(finds, f"{FINDINGS}.{f['kind']}", name)
+        v = f.get("verification")
+        if v:
+            props = ET.SubElement(case, "properties")
+            ET.SubElement(props, "property", name="verification", value=_x(v["outcome"]))
         if _failing(f["severity"], fail_on):
             headline = _one_line(f.get("headline") or f["message"], 500)
             failure = ET.SubElement(case, "failure", message=_x(headline), type=_x(f["severity"]))
             failure.text = _x(f"{f['message']}\n\nremediation:\n{f['remediation']}")
+            if v:
+                out = ET.SubElement(case, "system-out")
+                out.text = _x(_verification_text(v))
         else:
             out = ET.SubElement(case, "system-out")
-            out.text = _x(f"{f['severity']}: {f['message']}\n\nremediation:\n{f['remediation']}")
+            out.text = _x(f"{f['severity']}: {f['message']}\n\nremediation:\n{f['remediation']}"
+                          + (f"\n\n{_verification_text(v)}" if v else ""))
 
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for suite in (stmts, finds):

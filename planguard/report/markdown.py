@@ -1,6 +1,8 @@
 """The Markdown summary: for ``$GITHUB_STEP_SUMMARY`` and a pull-request comment (pure).
 
-The verdict, the blockers one line each, the fix script as one SQL block, a table of the
+The verdict, the blockers one line each (with their fix's outcome when fixes were verified on
+NEW, then the verified fixes' summaries and NEW's catalog check), the fix script as one SQL
+block, a table of the
 worst statements (by added active sessions at production rates, then by NEW/OLD ratio),
 coverage and versions.  Lists are cut with "… and N more" and the whole stays under
 ``max_chars`` (a pull-request comment takes 65,536 characters; a step summary 1 MiB): the
@@ -22,6 +24,9 @@ MAX_CHARS = 60_000
 MIN_AAS = 0.001  # added active sessions from which a statement that was not called worse is listed
 _ESCAPED = re.compile(r"([\\`*_\[\]|~])")
 _BAD = {"regressed", "error", "slower_same_plan", "unstable", "plan_changed"}
+# A blocker's line ends with what trying its fix on NEW did (planguard.verify's outcomes).
+OUTCOMES = {"restores_old_plan": "fix verified: restores OLD's plan", "improves": "fix verified: improves",
+            "no_effect": "fix tried: no effect", "not_tried": "fix not tried"}
 
 
 def esc(text: object, limit: int | None = None) -> str:
@@ -66,13 +71,51 @@ def _finding_line(f: dict[str, Any]) -> str:
     return f"- **{esc(f['kind'])}** {code(obj, 120)}: {esc(head, 300)}"
 
 
-def _findings(findings: list[dict[str, Any]], title: str, limit: int) -> list[str]:
+def _outcome(f: dict[str, Any], verified: bool) -> str:
+    """' — fix verified: restores OLD's plan' when the run verified fixes, else nothing."""
+    if not verified:
+        return ""
+    v = f.get("verification")
+    return f" — {esc(OUTCOMES[v['outcome']] if v else 'fix not verified')}"
+
+
+def _findings(findings: list[dict[str, Any]], title: str, limit: int, verified: bool = False) -> list[str]:
     if not findings:
         return []
     lines = [f"### {title} ({len(findings)})", ""]
-    lines += [_finding_line(f) for f in findings[:limit]]
+    lines += [_finding_line(f) + _outcome(f, verified) for f in findings[:limit]]
     if len(findings) > limit:
         lines.append(_more(len(findings) - limit))
+    return [*lines, ""]
+
+
+def _verified(context: dict[str, Any], limit: int) -> list[str]:
+    """The verified fixes' summaries, what could not be rolled back, NEW's catalog check."""
+    run = context.get("verification")
+    if not run:
+        return []
+    tried = [f for f in context["findings"] if f.get("verification")]
+    lines = ["### Verified fixes", "",
+             f"Tried on NEW only, each in a transaction rolled back ({run['trials']} trials):", ""]
+    for f in tried[:limit]:
+        v = f["verification"]
+        why = f" ({esc(v['reason'], 200)})" if v["outcome"] == "not_tried" and v.get("reason") else ""
+        outcome = esc(OUTCOMES[v["outcome"]])
+        lines.append(f"- **{outcome}** {code(f['object'], 120)}: {esc(v['summary'], 300)}{why}")
+    if len(tried) > limit:
+        lines.append(_more(len(tried) - limit))
+    effects = run.get("side_effects") or []
+    lines += [f"- not rolled back: {esc(e, 300)}" for e in effects[:limit]]
+    if len(effects) > limit:
+        lines.append(f"- … and {len(effects) - limit} more not rolled back")
+    diff = run.get("catalog_diff") or []
+    if run["catalog_unchanged"] and not diff:
+        lines.append("- NEW's catalog is unchanged: indexes, settings, sequences, pg\\_statistic")
+    else:
+        lines.append("- **NEW's catalog changed during verification**: check these on NEW before cutover")
+        lines += [f"  - {esc(d, 300)}" for d in diff[:limit]]
+        if len(diff) > limit:
+            lines.append(f"  - … and {len(diff) - limit} more")
     return [*lines, ""]
 
 
@@ -192,7 +235,8 @@ def render_markdown(context: dict[str, Any], *, why: str | None = None, max_char
     if verdict == "GO" and not blockers:
         head += ["No blocker found.", ""]
 
-    body = _findings(blockers, "Blockers", 20)
+    run = bool(context.get("verification"))
+    body = _findings(blockers, "Blockers", 20, verified=run) + _verified(context, 20)
     fix = _fix_sql(context)
     tail = _findings(warnings, "Warnings", limit) + _statements_table(context, limit) + _about(context, 5)
     tail.append("<sub>planguard · full detail in the HTML report; the JSON report is the contract "

@@ -55,6 +55,14 @@
 
   function badge(status, text) { return el('span', { class: 'badge ' + status, text: text || status }); }
 
+  // A regression's attribution (statistics, planner, unknown), its note as the tooltip.
+  const ATTR = { statistics: 'NEW chooses OLD\'s plan with OLD\'s statistics: a statistics problem',
+    planner: 'NEW keeps its plan with OLD\'s statistics: a planner change between the versions',
+    unknown: 'could not be decided' };
+  function attrBadge(attr, note, small) {
+    return el('span', { class: 'badge attr a-' + attr + (small ? ' small' : ''), title: note || ATTR[attr] || attr, text: attr });
+  }
+
   // ---- copy to the clipboard ---------------------------------------------------------
   async function copyText(text, button) {
     let ok = false;
@@ -562,6 +570,10 @@
     box.appendChild(sqlBlock(d.sql));
     add(box, el('div', { class: 'sub', text: row.kind + ' · fingerprint ' + row.fp + (row.tables.length ? ' · ' + row.tables.join(', ') : '') }));
     if (d.reason) box.appendChild(el('p', { text: d.reason }));
+    if (d.attribution) {
+      box.appendChild(el('p', { class: 'attribution' }, 'attribution: ', attrBadge(d.attribution, d.attribution_note, false), ' ',
+        d.attribution_note || ATTR[d.attribution] || ''));
+    }
     const im = d.impact;
     if (im && isNum(im.calls_per_second)) {
       box.appendChild(el('p', { class: 'muted', text: 'At production rates: ' + im.calls_per_second + ' calls/s, ' +
@@ -650,6 +662,7 @@
     const btn = el('button', { type: 'button', class: 'expand', 'aria-expanded': open ? 'true' : 'false', title: 'details and plans', text: open ? '▾' : '▸' });
     const statusCell = el('td', null, badge(r.status));
     if (r.generic_status === 'regressed' || r.generic_status === 'error') add(statusCell, [el('br'), el('span', { class: 'badge small ' + r.generic_status, title: 'the generic plan (prepared statement): ' + r.generic_status, text: 'generic: ' + r.generic_status })]);
+    if (r.attr) add(statusCell, [el('br'), attrBadge(r.attr, r.attr_note, true)]);
     const q = el('code', { class: 'q', title: r.q, text: r.q });
     const tr = el('tr', { class: 'statement' + (open ? ' open' : ''), 'data-status': r.status, 'data-i': r.i, id: 'stmt-' + r.fp },
       el('td', null, btn), statusCell,
