@@ -167,11 +167,20 @@ def _version(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", v)[:2]) or (0,)
 
 
-def plan(result: Mapping[str, Any], *, hypopg: str | None = None, allow_locks: bool = False) -> list[Trial]:
-    """One trial per blocker, from a comparison's JSON result."""
+def setting_names(result: Mapping[str, Any]) -> list[str]:
+    """The settings that differ between OLD and NEW (setting_diff findings)."""
+    return sorted({(f.get("subject") or {}).get("name") or f["object"] for f in result["findings"]
+                   if f["kind"] == "setting_diff"})
+
+
+def plan(result: Mapping[str, Any], *, hypopg: str | None = None, allow_locks: bool = False,
+         old_settings: Mapping[str, str] | None = None) -> list[Trial]:
+    """One trial per blocker, from a comparison's JSON result.  ``old_settings``: OLD's
+    effective values of the differing settings, read on OLD (else taken from the remediations,
+    which a RESET does not carry)."""
     findings = result["findings"]
     by_id = {s["fingerprint"][:8]: s for s in result["statements"]}
-    settings = _setting_values(findings)
+    settings = {**_setting_values(findings), **(old_settings or {})}
     trials: list[Trial] = []
     for f in findings:
         if f["severity"] != "blocker":

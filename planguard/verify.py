@@ -37,6 +37,7 @@ from planguard.trials import (
     catalog_diff,
     outcome,
     plan,
+    setting_names,
     side_effects,
     statements_json,
     summary,
@@ -180,7 +181,7 @@ def _check_sequence(conn: psycopg.Connection, seq: str) -> str:
     maximum = top[0] if top else None
     if maximum is None:
         return f"{table} is empty on NEW: nothing collides"
-    insert = sql.SQL("INSERT INTO {t} OVERRIDING SYSTEM VALUE SELECT (json_populate_record(NULL::{t}, "
+    insert = sql.SQL("INSERT INTO {t} OVERRIDING SYSTEM VALUE SELECT (jsonb_populate_record(NULL::{t}, "
                      "to_jsonb(x) || jsonb_build_object({c}, {m}::bigint + 1))).* FROM {t} x LIMIT 1 "
                      "RETURNING 1").format(t=sql.SQL(table), c=sql.Literal(col), m=sql.Literal(maximum))
     try:
@@ -253,6 +254,16 @@ def _restore_counts(conn: psycopg.Connection, before: Mapping[str, tuple[int, fl
                      "ON n.oid = c.relnamespace WHERE c.oid = %s::regclass", (pages, tuples, visible, t))
 
 
+def _old_settings(old_dsn: str | None, database: str | None, names: list[str],
+                  limits: SessionLimits | None) -> dict[str, str]:
+    """OLD's effective values of ``names`` in the workload's database (read only)."""
+    if not old_dsn or not names:
+        return {}
+    with connect(with_dbname(old_dsn, database, label="OLD"), label="OLD", limits=limits) as old:
+        rows = old.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (names,)).fetchall()
+    return {str(n): str(v) for n, v in rows}
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -271,7 +282,8 @@ def verify(result: Mapping[str, Any], new_dsn: str, old_dsn: str | None = None, 
         version = server_version_num(conn)
         hyp = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'hypopg'").fetchone()
         hypopg = hyp[0] if hyp else None
-        trials = plan(out, hypopg=hypopg, allow_locks=allow_locks)
+        old_settings = _old_settings(old_dsn, database, setting_names(out), limits)
+        trials = plan(out, hypopg=hypopg, allow_locks=allow_locks, old_settings=old_settings)
         regressed = attribution_targets(out)
         attribute = [Action("old_stats" if version >= 180000 and old_dsn else "analyze", t)
                      for t in sorted({t for s in out["statements"] for t in s["tables"]
