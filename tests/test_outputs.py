@@ -176,6 +176,11 @@ VERIFIED_MUTATIONS = [
     ("statements.2.attribution", "stats", "is not one of"),
     ("statements.2.attribution_note", 1, "is not of type"),
     ("fix_script.steps.0.verified", "verified", "is not one of"),
+    ("verification", _DELETE, "'verification' is a required property"),
+    ("findings.3.verification", _DELETE, "'verification' is a required property"),
+    ("statements.0.attribution", _DELETE, "'attribution' is a required property"),
+    ("statements.0.attribution_note", _DELETE, "'attribution_note' is a required property"),
+    ("fix_script.steps.1.verified", _DELETE, "'verified' is a required property"),
 ]
 
 

@@ -170,12 +170,45 @@ def test_the_section_comes_right_after_the_fix_script_and_lists_every_blocker() 
     assert 'class="catalog ok"' in v and ANALYZE_SIDE_EFFECT in v.split('id="v-run"')[1]
 
 
+def test_documented_in_place_changes_do_not_count_as_a_changed_catalog() -> None:
+    """planguard.verify lists ANALYZE's in-place row counts in catalog_diff and still calls the
+    catalog unchanged: they were said before they were done."""
+    report = verified(golden())
+    report["verification"]["catalog_diff"] = ["pg_class public.transactions: reltuples -1 before, 100000 after"]
+    v = section(render_html(report), "verified")
+    assert 'class="catalog ok"' in v and 'class="catalog changed"' not in v
+    assert "apart from what the run said it could not roll back" in v
+    assert "<li>pg_class public.transactions: reltuples -1 before, 100000 after</li>" in v
+    md = render_markdown(report)
+    assert "- NEW's catalog is unchanged: indexes, settings, sequences, pg\\_statistic, apart from" in md
+    assert "changed during verification" not in md
+
+
 def test_a_changed_catalog_is_said_loudly() -> None:
     report = verified(golden(), changed=True)
     v = section(render_html(report), "verified")
     assert 'class="catalog changed"' in v and "is unchanged" not in v
     for line in report["verification"]["catalog_diff"]:
         assert f"<li>{line}</li>" in v
+
+
+def test_a_fix_not_tried_without_sql_and_a_blocker_without_a_trial() -> None:
+    report = verified(golden())
+    harmful = next(f for f in report["findings"] if f["kind"] == "harmful_index")
+    harmful["verification"]["trial"] = ""  # planguard.verify: nothing to try
+    generic = next(f for f in report["findings"] if f["kind"] == "generic_plan_regression")
+    generic["verification"] = None
+    page = render_html(report)
+    v = section(page, "verified")
+    art = v[v.index(f'id="v-{harmful["id"]}"'):]
+    art = art[:art.index("</article>")]
+    assert "vtrial-" not in art and "HypoPG is not installed on NEW" in art
+    art = v[v.index(f'id="v-{generic["id"]}"'):]
+    assert '<span class="badge vo none">not verified</span>' in art[:art.index("</article>")]
+    assert "No trial was recorded for this blocker." in art
+    verdict = section(page, "verdict")
+    assert f'href="#v-{generic["id"]}" class="badge vo small none">not verified</a>' in verdict
+    assert "— fix not verified" in render_markdown(report)
 
 
 def test_badges_in_the_verdict_and_the_fix_script() -> None:

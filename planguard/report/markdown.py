@@ -109,8 +109,10 @@ def _verified(context: dict[str, Any], limit: int) -> list[str]:
     if len(effects) > limit:
         lines.append(f"- … and {len(effects) - limit} more not rolled back")
     diff = run.get("catalog_diff") or []
-    if run["catalog_unchanged"] and not diff:
-        lines.append("- NEW's catalog is unchanged: indexes, settings, sequences, pg\\_statistic")
+    if run["catalog_unchanged"]:
+        lines.append("- NEW's catalog is unchanged: indexes, settings, sequences, pg\\_statistic"
+                     + (", apart from what the run said it could not roll back:" if diff else ""))
+        lines += [f"  - {esc(d, 300)}" for d in diff[:limit]]
     else:
         lines.append("- **NEW's catalog changed during verification**: check these on NEW before cutover")
         lines += [f"  - {esc(d, 300)}" for d in diff[:limit]]
