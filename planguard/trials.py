@@ -263,9 +263,17 @@ class Remeasured:
     after_ms: float | None
     after_plan: str | None
     error: str | None = None
+    planned_only: bool = False  # a hypothetical index: planned, never executed (no time)
+
+    @property
+    def restored(self) -> bool:
+        return self.after_plan is not None and self.after_plan == self.target.old_plan
 
 
-def still_regressed(old_ms: float | None, after_ms: float | None, thresholds: Mapping[str, Any]) -> bool:
+def still_regressed(old_ms: float | None, after_ms: float | None, thresholds: Mapping[str, Any],
+                    planned_only: bool = False) -> bool:
+    if planned_only:
+        return False  # judged by its plan alone
     if old_ms is None or after_ms is None:
         return after_ms is None
     return after_ms >= old_ms * float(thresholds["time_ratio"]) and \
@@ -276,8 +284,8 @@ def outcome(measured: Sequence[Remeasured], thresholds: Mapping[str, Any]) -> st
     """The verdict on a fix from its statements measured again."""
     if not measured or all(m.error for m in measured):
         return "no_effect"
-    restored = [m.after_plan is not None and m.after_plan == m.target.old_plan
-                and not still_regressed(m.target.old_ms, m.after_ms, thresholds) for m in measured]
+    restored = [m.restored and not still_regressed(m.target.old_ms, m.after_ms, thresholds, m.planned_only)
+                for m in measured]
     if all(restored):
         return "restores_old_plan"
     faster = [m.after_ms is not None and m.target.before_ms is not None
@@ -289,8 +297,9 @@ def statements_json(measured: Sequence[Remeasured], thresholds: Mapping[str, Any
     return [{"fingerprint": m.target.fingerprint, "param_set": m.target.label,
              "old_ms": m.target.old_ms, "before_ms": m.target.before_ms,
              "after_ms": None if m.after_ms is None else round(m.after_ms, 3),
-             "plan_restored": m.after_plan is not None and m.after_plan == m.target.old_plan,
-             "still_regressed": still_regressed(m.target.old_ms, m.after_ms, thresholds)} for m in measured]
+             "plan_restored": m.restored,
+             "still_regressed": still_regressed(m.target.old_ms, m.after_ms, thresholds, m.planned_only)}
+            for m in measured]
 
 
 def summary(trial: Trial, result: str, measured: Sequence[Remeasured]) -> str:
@@ -301,7 +310,7 @@ def summary(trial: Trial, result: str, measured: Sequence[Remeasured]) -> str:
     what = " + ".join(a.sql.rstrip(";") for a in trial.actions)
     if trial.actions and trial.actions[0].kind == "sequence":
         return f"{what}: {trial.notes[-1] if trial.notes else 'checked'}"
-    ok = sum(1 for m in measured if m.after_plan == m.target.old_plan and m.after_plan is not None)
+    ok = sum(1 for m in measured if m.restored)
     worst = max(measured, key=lambda m: m.target.before_ms or 0.0, default=None)
     span = ""
     if worst is not None and worst.target.before_ms is not None and worst.after_ms is not None:
@@ -309,7 +318,9 @@ def summary(trial: Trial, result: str, measured: Sequence[Remeasured]) -> str:
     verb = {"restores_old_plan": "restores OLD's plan for", "improves": "improves, OLD's plan back for",
             "no_effect": "has no effect: OLD's plan back for"}[result]
     n = len(measured)
-    return f"{what} {verb} {ok} of {n} regressed statement{'s' if n != 1 else ''}{span}"
+    hypothetical = any(m.planned_only for m in measured)
+    planned = " (planned only: a hypothetical index is never executed)" if hypothetical else ""
+    return f"{what} {verb} {ok} of {n} regressed statement{'s' if n != 1 else ''}{span}{planned}"
 
 
 def _ms(v: float) -> str:

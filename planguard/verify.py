@@ -13,7 +13,9 @@ nothing else changed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -73,10 +75,26 @@ def _savepoint_row(conn: psycopg.Connection, statement: str | sql.Composed,
     return tuple(row)
 
 
-def _measure(conn: psycopg.Connection, t: Target, repeat: int) -> Remeasured:
+def _renamed(plan: Any, names: Mapping[str, str]) -> Any:
+    """EXPLAIN JSON with HypoPG's names of hypothetical indexes replaced by the real ones."""
+    if isinstance(plan, dict):
+        return {k: names.get(v, v) if k == "Index Name" and isinstance(v, str) else _renamed(v, names)
+                for k, v in plan.items()}
+    if isinstance(plan, list):
+        return [_renamed(v, names) for v in plan]
+    return plan
+
+
+def _measure(conn: psycopg.Connection, t: Target, repeat: int, hypothetical: Mapping[str, str] | None = None,
+             ) -> Remeasured:
     """The statement measured again inside the trial: its custom plan, or, for a plan-cache
-    blocker, the plan NEW's plan cache picks now (generic or custom)."""
+    blocker, the plan NEW's plan cache picks now (generic or custom).  ``hypothetical``: the
+    names of HypoPG's indexes (which only a plain EXPLAIN sees) and the indexes they stand for."""
     try:
+        if hypothetical is not None:
+            text = MARK + "EXPLAIN (VERBOSE, FORMAT JSON) " + t.query
+            p = parse_plan(_renamed(_savepoint_row(conn, text, t.values)[0], hypothetical))
+            return Remeasured(t, None, shape_fingerprint(p), planned_only=True)
         if t.generic:
             return _measure_prepared(conn, t, repeat)
         runs = []
@@ -113,8 +131,11 @@ def _apply(conn: psycopg.Connection, a: Action, old: psycopg.Connection | None) 
         conn.execute("SELECT set_config(%s, %s, true)", (a.target, a.value))
     elif a.kind == "hide_index":
         conn.execute("SELECT hypopg_hide_index(%s::regclass)", (a.target,))
-    elif a.kind == "hypo_index":
-        conn.execute("SELECT * FROM hypopg_create_index(%s)", (a.target,))
+    elif a.kind == "hypo_index":  # its hypothetical indexes live in this session: reset after
+        row = conn.execute("SELECT indexname FROM hypopg_create_index(%s)", (a.target,)).fetchone()
+        real = re.match(r"CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?(\S+)", a.target, re.IGNORECASE)
+        if row and real:
+            return f"hypothetical {row[0]}={real.group(1).split('.')[-1]}"
     elif a.kind in ("drop_index", "create_index"):
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{TRIAL_LOCK_TIMEOUT_MS}ms",))
         started = time.monotonic()
@@ -196,13 +217,19 @@ def _check_sequence(conn: psycopg.Connection, seq: str) -> str:
 
 
 @contextmanager
-def _transaction(conn: psycopg.Connection) -> Iterator[None]:
+def _transaction(conn: psycopg.Connection, hypopg: bool = False) -> Iterator[None]:
+    """A trial: everything rolled back; HypoPG's hypothetical and hidden indexes (kept by the
+    session, not the transaction) reset too."""
     conn.execute("BEGIN")
     try:
         yield
     finally:
         if not conn.closed:
             conn.execute("ROLLBACK")
+            if hypopg:
+                conn.execute("SELECT hypopg_reset()")
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT hypopg_unhide_all_indexes()")  # HypoPG 1.4+
 
 
 # -- NEW's catalog ------------------------------------------------------------------------------
@@ -311,7 +338,9 @@ def verify(result: Mapping[str, Any], new_dsn: str, old_dsn: str | None = None, 
         after = snapshot(conn)
     diff = catalog_diff(before, after)
     bare = {t.split(".")[-1] for t in analyzed} | analyzed
-    documented = [d for d in diff if d.startswith("pg_class ") and d.split(" ")[1] in bare]
+    documented = [d for d in diff if d.startswith("pg_class ") and d.split(" ")[1].rstrip(":") in bare]
+    if version >= 180000 and old_dsn:
+        _offer_copy(out)
     out["verification"] = {"allow_locks": allow_locks, "hypopg": hypopg, "trials": len(trials),
                            "side_effects": effects, "catalog_unchanged": not (set(diff) - set(documented)),
                            "catalog_diff": diff}
@@ -329,14 +358,21 @@ def _run(conn: psycopg.Connection, tr: Trial, old: psycopg.Connection | None, re
     lock = None
     measured: list[Remeasured] = []
     try:
-        with _transaction(conn):
+        with _transaction(conn, hypopg=any(a.kind in ("hypo_index", "hide_index") for a in tr.actions)):
             if tr.actions[0].kind == "sequence":
                 note = _check_sequence(conn, tr.actions[0].target)
                 return {"outcome": "not_tried", "trial": tr.sql, "reason": note, "summary": note,
                         "statements": [], "side_effects": [], "lock": None}
+            names: dict[str, str] = {}
             for a in tr.actions:
-                lock = _apply(conn, a, old) or lock
-            measured = [_measure(conn, t, repeat) for t in tr.targets]
+                said = _apply(conn, a, old)
+                if said and said.startswith("hypothetical "):
+                    hypo, real = said.removeprefix("hypothetical ").split("=", 1)
+                    names[hypo] = real
+                elif said:
+                    lock = said
+            hypothetical = names if any(a.kind == "hypo_index" for a in tr.actions) else None
+            measured = [_measure(conn, t, repeat, hypothetical) for t in tr.targets]
     except (_Failed, psycopg.Error) as exc:
         why = str(exc) if isinstance(exc, _Failed) else reason(exc)
         return {"outcome": "not_tried", "trial": tr.sql, "reason": f"the trial failed: {why}",
@@ -348,6 +384,24 @@ def _run(conn: psycopg.Connection, tr: Trial, old: psycopg.Connection | None, re
             "reason": "; ".join(errors + tr.notes) or None,
             "summary": summary(tr, result, measured), "statements": statements_json(measured, thresholds),
             "side_effects": side_effects(tr.actions, version), "lock": lock}
+
+
+def _offer_copy(out: dict[str, Any]) -> None:
+    """On PostgreSQL 18 a statistics fix can also be OLD's statistics copied, much faster than
+    ANALYZE on a huge table: said where the attribution showed that they bring OLD's plan back."""
+    by_id = {s["fingerprint"][:8]: s for s in out["statements"]}
+    for f in out["findings"]:
+        v = f.get("verification")
+        if f["kind"] not in ("never_analyzed", "stale_stats") or not v or v["outcome"] == "not_tried":
+            continue
+        table = (f.get("subject") or {}).get("name") or f["object"]
+        cited = [by_id.get(st["fingerprint"][:8]) for st in v["statements"]]
+        ok = sum(1 for s in cited if s and s.get("attribution") == "statistics")
+        if ok:
+            v["reason"] = "; ".join(x for x in (v["reason"], (
+                f"OLD's statistics copied instead of ANALYZE (much faster on a huge table) bring OLD's plan "
+                f"back too for {ok} of {len(cited)}: pg_dump --statistics-only --table={table} OLD | psql NEW"
+            )) if x)
 
 
 def _attribute(conn: psycopg.Connection, out: dict[str, Any], targets: list[Target], actions: list[Action],

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the optional system packages the test suite uses, when it can:
 #   postgresql-15 (a second major version, for real cross-version tests) and chromium
-#   (to render the HTML report in a real browser).  Needs root and apt-get; without
+#   (to render the HTML report in a real browser), HypoPG for PostgreSQL 15 (hypothetical
+#   indexes, for --verify-fixes).  Needs root and apt-get; without
 #   them it says what is missing and the tests that need it are skipped with that reason.
 set -u
 need=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql-15 postgresql-contrib-15)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# HypoPG for PostgreSQL 15 (hypothetical indexes: --verify-fixes plans with them, locking nothing)
+if [ -d /usr/share/postgresql/15/extension ] || [[ " ${need[*]} " == *" postgresql-15 "* ]]; then
+  ls /usr/share/postgresql/15/extension/hypopg.control >/dev/null 2>&1 || need+=(postgresql-15-hypopg)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "sysdeps: not root or no apt-get; missing: ${need[*]} (tests needing them are skipped)" >&2

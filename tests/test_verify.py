@@ -92,6 +92,8 @@ def test_the_fix_of_each_fault_restores_olds_plan(clusters: Pair, base: tuple[st
             assert "restores OLD's plan for" in ver["summary"]
         if name == "unanalyzed":  # said before it was done, and put back after (PostgreSQL 18)
             assert any("before it is done: ANALYZE" in m and "in place" in m for m in v["said"])
+            never = next(f for f in restored if f["kind"] == "never_analyzed")
+            assert "pg_dump --statistics-only --table=public.transactions" in never["verification"]["reason"]
         if name in ("drop_index", "misleading_index"):
             assert any(f["verification"]["lock"] for f in restored)  # --allow-locks: the lock is said
         attributions = {s["attribution"] for s in v["statements"] if s["status"] == "regressed"}
@@ -153,3 +155,45 @@ def test_applying_the_verified_fix_script_gives_go(clusters: Pair, base: tuple[s
         assert after.verdict.decision == "GO", after.verdict.reasons
     finally:
         drop(clusters.new, "verify_apply")
+
+
+@pytest.fixture(scope="module")
+def base15(clusters: Pair) -> Iterator[tuple[str, Workload]]:
+    """The base database on the other cluster (PostgreSQL 15 here), where HypoPG may be installed."""
+    build_base(clusters.old, BASE)
+    try:
+        yield clusters.old.dsn(BASE), capture(clusters.old.dsn(BASE), top=20)
+    finally:
+        drop(clusters.old, BASE)
+
+
+def test_with_hypopg_a_missing_index_is_tried_hypothetically_locking_nothing(
+        clusters: Pair, base15: tuple[str, Workload]) -> None:
+    """HypoPG (postgresql-15-hypopg): the missing index planned as a hypothetical one, no lock,
+    nothing built; below PostgreSQL 18 the attribution is an approximation and says so."""
+    dsn, wl = base15
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'").fetchone() is None:
+            pytest.skip("HypoPG is not installed for this server (make sysdeps installs postgresql-15-hypopg)")
+    copy = copy_with_fault(clusters.old, BASE, "verify_hypo",
+                           [*SCENARIOS["drop_index"][0], "CREATE EXTENSION hypopg"])
+    try:
+        result = to_dict(compare(dsn, copy, wl, repeat=5, policy=SAME))
+        v = verify(result, copy, dsn)  # no --allow-locks: nothing may take a lock
+        _check_common(v)
+        assert v["verification"]["hypopg"]
+        missing = [f for f in _blockers(v) if f["kind"] == "missing_index"]
+        assert missing
+        for f in missing:
+            ver = f["verification"]
+            assert ver["outcome"] == "restores_old_plan", ver
+            assert "hypopg_create_index" in ver["trial"] and "planned only" in ver["summary"]
+            assert ver["lock"] is None
+        with psycopg.connect(copy) as conn:  # nothing hypothetical or real left behind
+            assert conn.execute("SELECT count(*) FROM hypopg_list_indexes").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = "
+                                "'transactions_tenant_created_idx'").fetchone() == (0,)
+        notes = {s["attribution_note"] for s in v["statements"] if s["attribution"]}
+        assert notes and all("approximation" in n for n in notes)
+    finally:
+        drop(clusters.old, "verify_hypo")
