@@ -8,8 +8,12 @@ database (same data and statistics) on the NEW cluster, as tests/test_trust.py u
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -197,3 +201,34 @@ def test_with_hypopg_a_missing_index_is_tried_hypothetically_locking_nothing(
         assert notes and all("approximation" in n for n in notes)
     finally:
         drop(clusters.old, "verify_hypo")
+
+
+def test_the_cli_verifies_on_compare_and_on_a_saved_result(clusters: Pair, base: tuple[str, Workload],
+                                                           tmp_path: Path) -> None:
+    dsn, wl = base
+    copy = copy_with_fault(clusters.new, BASE, "verify_cli", SCENARIOS["unanalyzed"][0])
+    wl_path = tmp_path / "w.json"
+    wl.save(wl_path)
+    try:
+        out = tmp_path / "r.json"
+        res = subprocess.run([sys.executable, "-m", "planguard.cli", "compare", dsn, copy, "-w", str(wl_path),
+                              "--json", str(out), "-o", str(tmp_path / "r.html"), "--verify-fixes",
+                              "--allow-same-cluster"], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+        assert "before it is done: ANALYZE" in res.stderr  # said before it was done
+        report = json.loads(out.read_text())
+        assert report["verification"]["catalog_unchanged"]
+        assert "Verified fixes" in (tmp_path / "r.html").read_text()
+        res = subprocess.run([sys.executable, "-m", "planguard.cli", "verify", str(out), dsn, copy, "-q"],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 1, res.stderr
+        assert "restores_old_plan" in res.stdout and "NEW's catalog: unchanged" in res.stdout
+        check = tmp_path / "c.json"
+        subprocess.run([sys.executable, "-m", "planguard.cli", "check", dsn, copy, "--json", str(check),
+                        "-o", str(tmp_path / "c.html")], capture_output=True, text=True, timeout=300)
+        res = subprocess.run([sys.executable, "-m", "planguard.cli", "verify", str(check), dsn, copy],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr.strip().count("\n") == 0 and "needs a comparison" in res.stderr
+    finally:
+        drop(clusters.new, "verify_cli")
