@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from planguard.plantree import plan_pair
+
 OUTCOMES = ("restores_old_plan", "improves", "no_effect", "not_tried")
 ATTRIBUTIONS = ("statistics", "planner", "unknown")
 IMPROVES_BY = 1.5  # "faster": the median at least this many times lower
@@ -362,4 +364,39 @@ def catalog_diff(before: Snapshot, after: Snapshot) -> list[str]:
         for key in sorted(set(b) | set(a)):
             if b.get(key) != a.get(key):
                 out.append(f"{section} {key}: {b.get(key, 'absent')} → {a.get(key, 'absent')}")
+    return out
+
+
+# -- mitigations for a planner change ------------------------------------------------------
+
+# The planner setting that forbids a node NEW chose where OLD chose another.
+FORBID = {
+    "Seq Scan": ("enable_seqscan", "off"), "Index Scan": ("enable_indexscan", "off"),
+    "Index Only Scan": ("enable_indexonlyscan", "off"), "Bitmap Heap Scan": ("enable_bitmapscan", "off"),
+    "Hash Join": ("enable_hashjoin", "off"), "Merge Join": ("enable_mergejoin", "off"),
+    "Nested Loop": ("enable_nestloop", "off"), "Memoize": ("enable_memoize", "off"),
+    "Incremental Sort": ("enable_incremental_sort", "off"), "Material": ("enable_material", "off"),
+    "Gather": ("max_parallel_workers_per_gather", "0"),
+    "Gather Merge": ("max_parallel_workers_per_gather", "0"),
+}
+MAX_MITIGATIONS = 4
+
+
+def mitigations(statement: Mapping[str, Any]) -> list[list[Action]]:
+    """Settings that do not touch the data and may bring OLD's plan back for a planner change:
+    each one that forbids a node NEW chose in OLD's place (``enable_* = off``, no parallel
+    workers), one at a time, then all of them together (``SET LOCAL``: the trial's alone)."""
+    label = statement.get("decisive_param_set")
+    ps = next((p for p in statement.get("param_sets", ()) if p["label"] == label), None)
+    if ps is None or not ps["old"].get("plan_json") or not ps["new"].get("plan_json"):
+        return []
+    pair = plan_pair(ps["old"]["plan_json"], ps["new"]["plan_json"])
+    chosen: list[tuple[str, str]] = []
+    for n in (pair["new"] or {}).get("nodes", []):
+        if set(n["changed"]) & {"scan method", "join method", "only on this side"} and n["type"] in FORBID:
+            chosen.append(FORBID[n["type"]])
+    chosen = list(dict.fromkeys(chosen))[:MAX_MITIGATIONS]
+    out = [[Action("set", name, value)] for name, value in chosen]
+    if len(chosen) > 1:
+        out.append([Action("set", name, value) for name, value in chosen])
     return out

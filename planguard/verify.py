@@ -37,6 +37,7 @@ from planguard.trials import (
     Trial,
     attribution_targets,
     catalog_diff,
+    mitigations,
     outcome,
     plan,
     setting_names,
@@ -438,7 +439,29 @@ def _attribute(conn: psycopg.Connection, out: dict[str, Any], targets: list[Targ
             s["attribution"] = "planner"
             s["attribution_note"] = (f"{how}, NEW still chooses another plan than OLD's "
                                      f"({_ms(m.after_ms)} ms): a planner change between the versions, or "
-                                     "settings")
+                                     "settings; " + _mitigate(conn, s, m.target, repeat))
+
+
+def _mitigate(conn: psycopg.Connection, s: Mapping[str, Any], t: Target, repeat: int) -> str:
+    """Try the settings that may bring OLD's plan back without touching the data, each in its
+    own rolled-back transaction; what worked."""
+    tried = []
+    for actions in mitigations(s):
+        what = " + ".join(a.sql.rstrip(";") for a in actions)
+        tried.append(what)
+        try:
+            with _transaction(conn):
+                for a in actions:
+                    _apply(conn, a, None)
+                m = _measure(conn, t, repeat)
+        except (_Failed, psycopg.Error):
+            continue
+        if m.restored:
+            return (f"mitigation verified: {what} brings OLD's plan back ({_ms(t.before_ms)} → "
+                    f"{_ms(m.after_ms)} ms); set it for the application's role, or hint the statement")
+    if not tried:
+        return "no planner setting to try (no changed scan or join method)"
+    return f"tried without OLD's plan back: {'; '.join(tried)}"
 
 
 def _ms(v: float | None) -> str:

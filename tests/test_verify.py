@@ -105,6 +105,10 @@ def test_the_fix_of_each_fault_restores_olds_plan(clusters: Pair, base: tuple[st
             assert attributions == {"statistics"}
         if name == "random_page_cost":  # the same statistics, another plan: the planner's choice
             assert attributions == {"planner"}
+            notes = [s["attribution_note"] for s in v["statements"] if s["attribution"] == "planner"]
+            assert all("mitigation verified: SET LOCAL" in n or "tried without OLD's plan back" in n
+                       for n in notes), notes
+            assert any("mitigation verified" in n for n in notes), notes
         verified = [s for s in v["fix_script"]["steps"] if s["verified"]] if v["fix_script"] else []
         if name == "unanalyzed":
             assert verified and verified[0]["verified"] == "restores_old_plan"
