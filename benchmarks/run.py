@@ -26,6 +26,8 @@ from planguard.compare import compare
 from planguard.demo import load_old, restore_new
 from planguard.diff import diff_plans
 from planguard.plan import parse_plan, shape_fingerprint
+from planguard.report.json import to_dict
+from planguard.verify import verify
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "plans"
 
@@ -82,6 +84,15 @@ def main() -> None:
                   f"wall / (OLD + NEW) = {wall / max(o + n, 1e-9):.2f} "
                   f"(< 1: the sides ran at once); wall / slower side = {wall / max(o, n, 1e-9):.2f} "
                   f"(planguard's overhead factor, catalog reads and pairing included)")
+            if label == "as restored":
+                t = time.perf_counter()
+                verified = verify(to_dict(both), new.dsn(), old.dsn(), repeat=args.repeat)
+                took = time.perf_counter() - t
+                outcomes = [f"{f['kind']}: {f['verification']['outcome']}" for f in verified["findings"]
+                            if f["verification"]]
+                print(f"verify fixes (on NEW, rolled back): {took:.2f} s = {took / wall:.2f} of the compare; "
+                      f"{'; '.join(outcomes)}; NEW's catalog unchanged: "
+                      f"{verified['verification']['catalog_unchanged']}")
 
 if __name__ == "__main__":
     main()
