@@ -12,12 +12,10 @@ Prints figures, asserts nothing.
 from __future__ import annotations
 
 import argparse
-import copy
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from planguard.config import Thresholds
 from planguard.judge import comparison_of
@@ -25,20 +23,9 @@ from planguard.loader import load
 from planguard.recording import Recording
 from planguard.report import to_dict
 from planguard.report.html import render_html
+from tests.fixtures.big_report import replicate
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recordings"
-
-
-def replicate(context: dict[str, Any], n: int) -> dict[str, Any]:
-    """The report with its statements repeated to ``n``, each with its own fingerprint."""
-    out = copy.deepcopy(context)
-    base = context["statements"]
-    out["statements"] = []
-    for k in range(n):
-        s = copy.deepcopy(base[k % len(base)])
-        s["fingerprint"] = f"{k:08x}{s['fingerprint'][8:]}"
-        out["statements"].append(s)
-    return out
 
 
 def browser_figures(path: Path) -> dict[str, float] | None:

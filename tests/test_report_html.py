@@ -29,6 +29,7 @@ from planguard.recording import Recording
 from planguard.report import html as html_mod
 from planguard.report import to_dict
 from planguard.report.html import pretty_sql, render_html
+from tests.fixtures.big_report import replicate
 from tests.fixtures.record_recordings import OUT
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -52,18 +53,6 @@ def restored() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def analyzed() -> dict[str, Any]:
     return judged("demo_after_analyze")
-
-
-def replicate(context: dict[str, Any], n: int) -> dict[str, Any]:
-    """The report with its statements repeated to ``n``, each with its own fingerprint."""
-    out = copy.deepcopy(context)
-    base = context["statements"]
-    out["statements"] = []
-    for k in range(n):
-        s = copy.deepcopy(base[k % len(base)])
-        s["fingerprint"] = f"{k:08x}{s['fingerprint'][8:]}"
-        out["statements"].append(s)
-    return out
 
 
 # ---- the page as text -----------------------------------------------------------------------

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
-from planguard.capture import capture
 from planguard.compare import compare
 from planguard.safety import Policy
 from planguard.workload import Workload
 from tests.conftest import Pair
 from tests.fixtures.trust_scenarios import (
-    PARALLEL_OFF,
-    PARALLEL_RESET,
     REGRESSION_KINDS,
     SCENARIOS,
-    build_base,
     copy_with_fault,
     drop,
     restore_copy,
+    trust_base,
 )
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -35,15 +31,8 @@ SAME = Policy(allow_same_cluster=True)  # the A/A copies and faults live on one 
 
 @pytest.fixture(scope="module")
 def base(clusters: Pair) -> Iterator[tuple[str, Workload]]:
-    with psycopg.connect(clusters.new.dsn(), autocommit=True) as conn:
-        conn.execute(PARALLEL_OFF)
-    build_base(clusters.new, BASE)
-    try:
-        yield clusters.new.dsn(BASE), capture(clusters.new.dsn(BASE), top=20)
-    finally:
-        drop(clusters.new, BASE)
-        with psycopg.connect(clusters.new.dsn(), autocommit=True) as conn:
-            conn.execute(PARALLEL_RESET)
+    with trust_base(clusters.new, BASE) as b:
+        yield b
 
 
 def test_a_a_is_go_with_no_regression(clusters: Pair, base: tuple[str, Workload]) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from planguard.capture import capture
 from planguard.compare import compare
 from planguard.report.json import to_dict
 from planguard.safety import Policy
@@ -28,12 +27,10 @@ from planguard.verify import verify
 from planguard.workload import Workload
 from tests.conftest import Pair
 from tests.fixtures.trust_scenarios import (
-    PARALLEL_OFF,
-    PARALLEL_RESET,
     SCENARIOS,
-    build_base,
     copy_with_fault,
     drop,
+    trust_base,
 )
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -43,15 +40,8 @@ SAME = Policy(allow_same_cluster=True)
 
 @pytest.fixture(scope="module")
 def base(clusters: Pair) -> Iterator[tuple[str, Workload]]:
-    with psycopg.connect(clusters.new.dsn(), autocommit=True) as conn:
-        conn.execute(PARALLEL_OFF)
-    build_base(clusters.new, BASE)
-    try:
-        yield clusters.new.dsn(BASE), capture(clusters.new.dsn(BASE), top=20)
-    finally:
-        drop(clusters.new, BASE)
-        with psycopg.connect(clusters.new.dsn(), autocommit=True) as conn:
-            conn.execute(PARALLEL_RESET)
+    with trust_base(clusters.new, BASE) as b:
+        yield b
 
 
 def _verified(clusters: Pair, base: tuple[str, Workload], name: str, fault: list[str],
@@ -168,11 +158,8 @@ def test_applying_the_verified_fix_script_gives_go(clusters: Pair, base: tuple[s
 @pytest.fixture(scope="module")
 def base15(clusters: Pair) -> Iterator[tuple[str, Workload]]:
     """The base database on the other cluster (PostgreSQL 15 here), where HypoPG may be installed."""
-    build_base(clusters.old, BASE)
-    try:
-        yield clusters.old.dsn(BASE), capture(clusters.old.dsn(BASE), top=20)
-    finally:
-        drop(clusters.old, BASE)
+    with trust_base(clusters.old, BASE, parallel_off=False) as b:
+        yield b
 
 
 def test_with_hypopg_a_missing_index_is_tried_hypothetically_locking_nothing(
