@@ -118,7 +118,8 @@ def test_json_contract(scenario: dict) -> None:
     assert tables["public.accounts"]["columns_with_stats"] > 0
     for f in report["findings"]:
         assert set(f) == {"id", "kind", "severity", "object", "message", "headline", "extra_active_sessions",
-                          "remediation", "subject", "causes"}
+                          "remediation", "subject", "causes", "verification"}
+        assert f["verification"] is None  # the demo does not --verify-fixes
         assert f["subject"] is None or set(f["subject"]) == {"type", "name", "scope", "database"}
         for c in f["causes"]:
             assert set(c) == {"kind", "detail", "fix", "subject"} and c["kind"] in CAUSES
