@@ -530,8 +530,9 @@ def demo(rows: int, workdir: Path, repeat: int, quiet: bool) -> None:
 
     OLD: the oldest PostgreSQL found (e.g. 15), analyzed, with real traffic.
     NEW: the newest (e.g. the embedded 18), restored with pg_dump, the big table
-    not analyzed.  Captures, compares (NO-GO), runs ANALYZE on NEW and compares
-    again (GO).  Exits 0 when the scenario ran; the verdicts are printed.
+    not analyzed.  Captures, compares (NO-GO), verifies each blocker's fix on NEW (rolled
+    back), runs ANALYZE on NEW and compares again (GO).  Exits 0 when the scenario ran; the
+    verdicts are printed.
     """
     from planguard.demo import run
 
@@ -543,6 +544,9 @@ def demo(rows: int, workdir: Path, repeat: int, quiet: bool) -> None:
         _print_verdict(comparison.verdict.decision, comparison.verdict.reasons, limit=3)
         if comparison.coverage is not None:
             click.echo(f"  {comparison.coverage.text()}")
+        if comparison is result.before:
+            for line in result.verified:
+                click.echo(f"  fix tried on NEW (rolled back): {line}")
         click.echo(f"  report: {result.reports[report]}")
     click.echo(f"\nworkload: {result.reports['workload']}")
 

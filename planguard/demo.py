@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,7 +29,8 @@ from planguard.clusters import Cluster, cluster_pair
 from planguard.compare import compare
 from planguard.errors import ClusterError
 from planguard.model import Comparison
-from planguard.report import write_reports
+from planguard.report import context_of, write_context, write_reports
+from planguard.verify import verify
 from planguard.workload import Workload
 
 Progress = Callable[[str], None]
@@ -111,6 +112,8 @@ class DemoResult:
     before: Comparison  # NEW as restored: the big table never analyzed
     after: Comparison  # after ANALYZE on NEW
     reports: dict[str, Path]
+    # Each blocker's fix tried on NEW (rolled back): its outcome and summary.
+    verified: list[str] = field(default_factory=list)
 
 
 def load_old(old: Cluster, rows: int, iterations: int, seed: int = 7, dbname: str = "postgres") -> None:
@@ -178,7 +181,12 @@ def run(workdir: Path, *, rows: int = 1_000_000, iterations: int = 600, repeat: 
         workload.save(wl_path)
         say(f"comparing {len(workload.statements)} statements on OLD and NEW")
         before = compare(old.dsn(), new.dsn(), workload, repeat=repeat)
-        paths = write_reports(before, workdir / "reports" / "demo.html", workdir / "reports" / "demo.json")
+        say("trying each blocker's fix on NEW, in transactions that are rolled back (--verify-fixes)")
+        context = verify(context_of(before), new.dsn(), old.dsn(), repeat=repeat, progress=say)
+        verified = [f"{f['verification']['outcome']}: {f['verification']['summary']}"
+                    for f in context["findings"] if f["severity"] == "blocker" and f["verification"]]
+        paths = write_context(context, {"html": workdir / "reports" / "demo.html",
+                                        "json": workdir / "reports" / "demo.json"})
         say("running ANALYZE on NEW (the fix) and comparing again")
         with psycopg.connect(new.dsn(), autocommit=True) as conn:
             conn.execute("ANALYZE")
@@ -187,4 +195,4 @@ def run(workdir: Path, *, rows: int = 1_000_000, iterations: int = 600, repeat: 
             after, workdir / "reports" / "demo-after-analyze.html",
             workdir / "reports" / "demo-after-analyze.json").items()})
     paths["workload"] = wl_path
-    return DemoResult(workload, before, after, paths)
+    return DemoResult(workload, before, after, paths, verified)

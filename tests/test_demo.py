@@ -203,6 +203,12 @@ def test_demo_command_builds_its_own_clusters(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "As restored" in res.stdout and "NO-GO" in res.stdout
     assert "After ANALYZE on NEW:\nGO" in res.stdout
+    # The fix is proved on NEW before it is applied (rolled back), and the report says so.
+    assert "fix tried on NEW (rolled back): restores_old_plan: ANALYZE public.transactions restores" in res.stdout
+    report = json.loads((tmp_path / "reports/demo.json").read_text())
+    assert report["verification"]["catalog_unchanged"]
+    never = next(f for f in report["findings"] if f["kind"] == "never_analyzed")
+    assert never["verification"]["outcome"] == "restores_old_plan"
     for f in ("reports/demo.html", "reports/demo.json", "reports/demo-after-analyze.html",
               "workloads/demo.json"):
         assert (tmp_path / f).is_file(), f
