@@ -217,6 +217,10 @@ def test_generic_plan_much_slower_than_custom_is_flagged(olddb: str, newdb: str,
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SKEW)
         with psycopg.connect(dsn, autocommit=True) as conn:
+            # A sample as big as the table: the same statistics every time, so the custom plan
+            # for a small tenant is its index on both sides (a random sample once under-counted
+            # the tenants and made NEW walk the primary key for its custom plan too).
+            conn.execute("ALTER TABLE events ALTER COLUMN tenant_id SET STATISTICS 10000")
             conn.execute("ANALYZE events")
     query = "SELECT id, payload FROM events WHERE tenant_id = $1 ORDER BY id DESC LIMIT 10"
     shape = analyze(query)
@@ -230,7 +234,10 @@ def test_generic_plan_much_slower_than_custom_is_flagged(olddb: str, newdb: str,
     typical = res.param_sets[0]
     assert typical.generic is not None and typical.generic.new.median_ms is not None
     assert typical.new.median_ms is not None
-    assert typical.generic.new.median_ms > 3 * typical.new.median_ms
+    # The generic plan walks the primary key: far more buffers than the custom plan's index
+    # (deterministic, unlike the times it also costs).
+    assert typical.generic.new.shared_buffers > 2 * typical.new.shared_buffers, \
+        (typical.generic.new.shared_buffers, typical.new.shared_buffers)
     new_major = int(result.new.version_num) // 10000
     assert typical.generic.auto_new is (True if new_major >= 14 else None)
     flagged = [f for f in result.findings if f.kind == "generic_plan_slower"]
