@@ -26,7 +26,7 @@ from typing import Any
 
 from pglast.parser import scan
 
-from planguard.findings import Finding
+from planguard.findings import Finding, human_size
 
 PHASES = ("analyze", "sequences", "settings", "indexes", "other")
 PHASE_TITLES = {
@@ -141,7 +141,7 @@ def _analyze_rank(sql: str, tables: Mapping[str, tuple[int, float]]) -> tuple[tu
         return (1, 0.0), None
     sample = min(pages, SAMPLE_ROWS_PER_TARGET * DEFAULT_STATISTICS_TARGET)
     secs = max(sample * PAGE_READ_MS / 1000, 0.1)
-    return (1, -pages), (f"{name}: {pages * 8192 / 1e6:,.1f} MB; ANALYZE samples {sample:,} of its "
+    return (1, -pages), (f"{name}: {human_size(pages * 8192)}; ANALYZE samples {sample:,} of its "
                          f"{pages:,} pages: about {secs:,.1f} s or less")
 
 
