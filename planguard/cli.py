@@ -124,11 +124,15 @@ def _output_options(func: F) -> F:
     return func
 
 
-def _verify_options(func: F) -> F:
-    func = click.option("--allow-locks", is_flag=True,
-                        help="With --verify-fixes: also try fixes that take locks on NEW inside the "
+def _allow_locks_option(func: F) -> F:
+    return click.option("--allow-locks", is_flag=True,
+                        help="When verifying fixes: also try those that take locks on NEW inside the "
                              "rolled-back transaction (DROP INDEX: ACCESS EXCLUSIVE; CREATE INDEX: SHARE), "
                              "each bounded by a short lock_timeout.")(func)
+
+
+def _verify_options(func: F) -> F:
+    func = _allow_locks_option(func)
     func = click.option("--verify-fixes", is_flag=True,
                         help="Try each blocker's fix on NEW only, in a transaction that is rolled back, "
                              "and measure its statements again; say what stays (pg_class row counts) "
@@ -463,9 +467,7 @@ def report(result_path: Path, fmt: str, output: Path | None, fail_on: str) -> No
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON result with the verification (default: RESULT.json itself).")
 @_output_options
-@click.option("--allow-locks", is_flag=True,
-              help="Also try fixes that take locks on NEW inside the rolled-back transaction (DROP "
-                   "INDEX: ACCESS EXCLUSIVE; CREATE INDEX: SHARE), each bounded by a short lock_timeout.")
+@_allow_locks_option
 @click.option("--repeat", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Measured runs per statement in each trial, after one warm-up.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")

@@ -294,12 +294,13 @@ def raw_json(plan: Plan, redact: bool = False) -> dict[str, Any]:
         return value
 
     def walk(node: PlanNode) -> dict[str, Any]:
-        out = {k: clean(k, v) if redact else v for k, v in node.raw.items()}
+        out = {k: clean(k, v) for k, v in node.raw.items()}
         if node.children:
             out["Plans"] = [walk(c) for c in node.children]
         return out
 
-    return json.loads(json.dumps(walk(plan.root)))  # plain lists and dicts, nothing shared
+    tree = walk(plan.root) if redact else _node_json(plan.root)
+    return json.loads(json.dumps(tree))  # plain lists and dicts, nothing shared
 
 
 def render_text(plan: Plan, redact: bool = False) -> str:

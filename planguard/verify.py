@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import re
 import statistics
 import time
@@ -48,6 +49,7 @@ from planguard.trials import (
 
 TRIAL_LOCK_TIMEOUT_MS = 200  # what a trial waits for a lock it needs (--allow-locks)
 Progress = Callable[[str], None]
+_names = itertools.count(1)  # prepared statements of the trials
 
 
 class _Failed(Exception):
@@ -109,7 +111,7 @@ def _measure(conn: psycopg.Connection, t: Target, repeat: int, hypothetical: Map
 
 
 def _measure_prepared(conn: psycopg.Connection, t: Target, repeat: int) -> Remeasured:
-    name = sql.Identifier(f"planguard_trial_{abs(hash(t.fingerprint)) % 10**8}")
+    name = sql.Identifier(f"planguard_trial_{next(_names)}")
     conn.execute(sql.SQL(MARK + "PREPARE {} AS ").format(name) + sql.SQL(t.query))
     try:
         args = sql.SQL("(") + sql.SQL(", ").join(sql.Literal(v) for v in t.values) + sql.SQL(")") \
@@ -132,11 +134,6 @@ def _apply(conn: psycopg.Connection, a: Action, old: psycopg.Connection | None) 
         conn.execute("SELECT set_config(%s, %s, true)", (a.target, a.value))
     elif a.kind == "hide_index":
         conn.execute("SELECT hypopg_hide_index(%s::regclass)", (a.target,))
-    elif a.kind == "hypo_index":  # its hypothetical indexes live in this session: reset after
-        row = conn.execute("SELECT indexname FROM hypopg_create_index(%s)", (a.target,)).fetchone()
-        real = re.match(r"CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?(\S+)", a.target, re.IGNORECASE)
-        if row and real:
-            return f"hypothetical {row[0]}={real.group(1).split('.')[-1]}"
     elif a.kind in ("drop_index", "create_index"):
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{TRIAL_LOCK_TIMEOUT_MS}ms",))
         started = time.monotonic()
@@ -152,6 +149,14 @@ def _apply(conn: psycopg.Connection, a: Action, old: psycopg.Connection | None) 
             raise _Failed("OLD's statistics need OLD's DSN")
         _copy_stats(old, conn, a.target)
     return None
+
+
+def _hypothetical(conn: psycopg.Connection, a: Action) -> dict[str, str]:
+    """A HypoPG hypothetical index (it lives in the session: reset after the trial); its
+    generated name -> the name of the index it stands for."""
+    row = conn.execute("SELECT indexname FROM hypopg_create_index(%s)", (a.target,)).fetchone()
+    real = re.match(r"CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?(\S+)", a.target, re.IGNORECASE)
+    return {row[0]: real.group(1).split(".")[-1]} if row and real else {}
 
 
 def _copy_stats(old: psycopg.Connection, new: psycopg.Connection, table: str) -> None:
@@ -282,13 +287,11 @@ def _restore_counts(conn: psycopg.Connection, before: Mapping[str, tuple[int, fl
                      "ON n.oid = c.relnamespace WHERE c.oid = %s::regclass", (pages, tuples, visible, t))
 
 
-def _old_settings(old_dsn: str | None, database: str | None, names: list[str],
-                  limits: SessionLimits | None) -> dict[str, str]:
+def _old_settings(old: psycopg.Connection | None, names: list[str]) -> dict[str, str]:
     """OLD's effective values of ``names`` in the workload's database (read only)."""
-    if not old_dsn or not names:
+    if old is None or not names:
         return {}
-    with connect(with_dbname(old_dsn, database, label="OLD"), label="OLD", limits=limits) as old:
-        rows = old.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (names,)).fetchall()
+    rows = old.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (names,)).fetchall()
     return {str(n): str(v) for n, v in rows}
 
 
@@ -306,14 +309,18 @@ def verify(result: Mapping[str, Any], new_dsn: str, old_dsn: str | None = None, 
     thresholds = out["thresholds"]
     database = out["new"].get("database") or (out.get("workload") or {}).get("database")
     new_db = with_dbname(new_dsn, database, label="NEW")
-    with connect(new_db, label="NEW", limits=limits) as conn:
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(connect(new_db, label="NEW", limits=limits))
+        # OLD is only read: the differing settings' values, and its statistics on NEW >= 18.
+        old = stack.enter_context(connect(with_dbname(old_dsn, database, label="OLD"), label="OLD",
+                                          limits=limits)) if old_dsn else None
         version = server_version_num(conn)
         hyp = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'hypopg'").fetchone()
         hypopg = hyp[0] if hyp else None
-        old_settings = _old_settings(old_dsn, database, setting_names(out), limits)
+        old_settings = _old_settings(old, setting_names(out))
         trials = plan(out, hypopg=hypopg, allow_locks=allow_locks, old_settings=old_settings)
         regressed = attribution_targets(out)
-        attribute = [Action("old_stats" if version >= 180000 and old_dsn else "analyze", t)
+        attribute = [Action("old_stats" if version >= 180000 and old is not None else "analyze", t)
                      for t in sorted({t for s in out["statements"] for t in s["tables"]
                                       if any(r.fingerprint == s["fingerprint"] for r in regressed)})]
         effects = side_effects([a for tr in trials for a in tr.actions]
@@ -324,16 +331,12 @@ def verify(result: Mapping[str, Any], new_dsn: str, old_dsn: str | None = None, 
         analyzed = {a.target for tr in trials for a in tr.actions if a.kind == "analyze"} | \
             {a.target for a in attribute if a.kind in ("analyze", "old_stats")}
         counts = _counts(conn, analyzed)
-        old = connect(with_dbname(old_dsn, database, label="OLD"), label="OLD", limits=limits) \
-            if old_dsn and version >= 180000 else None
         try:
             by_id = {f["id"]: f for f in out["findings"]}
             for tr in trials:
                 by_id[tr.finding]["verification"] = _run(conn, tr, old, repeat, thresholds, version, say)
             _attribute(conn, out, regressed, attribute, old, repeat, version)
         finally:
-            if old is not None:
-                old.close()
             if version >= 180000:
                 _restore_counts(conn, counts)
         after = snapshot(conn)
@@ -366,12 +369,10 @@ def _run(conn: psycopg.Connection, tr: Trial, old: psycopg.Connection | None, re
                         "statements": [], "side_effects": [], "lock": None}
             names: dict[str, str] = {}
             for a in tr.actions:
-                said = _apply(conn, a, old)
-                if said and said.startswith("hypothetical "):
-                    hypo, real = said.removeprefix("hypothetical ").split("=", 1)
-                    names[hypo] = real
-                elif said:
-                    lock = said
+                if a.kind == "hypo_index":
+                    names.update(_hypothetical(conn, a))
+                else:
+                    lock = _apply(conn, a, old) or lock
             hypothetical = names if any(a.kind == "hypo_index" for a in tr.actions) else None
             measured = [_measure(conn, t, repeat, hypothetical) for t in tr.targets]
     except (_Failed, psycopg.Error) as exc:
