@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.trust
 	$(PY) -m benchmarks.faults
 	$(PY) -m benchmarks.report_bench
+	$(PY) -m benchmarks.watch_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports/*.html reports/*.json

@@ -17,15 +17,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import errors, sql
 
-from planguard import db, sampling
+from planguard import db, explain, planning, sampling
 from planguard.catalog.readiness import gather_all
 from planguard.errors import CaptureError, InsufficientPrivilege
 from planguard.logparse import LogEntry, read_log
 from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve
+from planguard.plan import raw_json
 from planguard.workload import (
     ParamSet,
     Source,
@@ -69,7 +71,7 @@ def _read_statements(conn: psycopg.Connection, order_by: str, limit: int,
         JOIN pg_database d ON d.oid = s.dbid
         LEFT JOIN pg_roles r ON r.oid = s.userid
         WHERE (%s::text[] IS NULL OR d.datname = ANY(%s::text[])) AND {toplevel}
-          AND s.query NOT LIKE '/* planguard */%%'
+          AND s.query NOT LIKE '/* planguard */%%' AND s.query NOT LIKE '%%/* planguard */'
         ORDER BY s.{order} DESC
         LIMIT %s""").format(
         total=sql.Identifier(total), mean=sql.Identifier(mean),
@@ -236,6 +238,9 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
                 bindings=bindings, param_sets=sets,
                 skip_reason=reason or ("; ".join(problems) if problems and not sets else None),
             ))
+        statements = [replace(s, plan=_old_plan(conns[s.database or str(first.info.dbname)], s, version_num,
+                                                redact))
+                      for s in statements]
         recorded = {d: gather_all(conns[d]).to_dict() for d in sorted({s.database for s in statements
                                                                          if s.database})}
         source = Source(
@@ -262,6 +267,17 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
         notes.append("captured with --redact: parameter values are sampled again by compare")
     return Workload(source=source, statements=tuple(statements), notes=tuple(notes), redacted=redact,
                     catalog=recorded)
+
+
+def _old_plan(conn: psycopg.Connection, stmt: Statement, version_num: int,
+              redact: bool) -> dict[str, Any] | None:
+    """OLD's plan for the statement, never executed (``planning.statement_plan``); None when it
+    cannot be planned."""
+    try:
+        plan = planning.statement_plan(conn, stmt, version_num)
+    except (explain.QueryFailed, psycopg.Error):
+        return None
+    return {"Plan": raw_json(plan, redact=redact)}
 
 
 def _log_index(entries: list[LogEntry]) -> dict[str, list[LogEntry]]:

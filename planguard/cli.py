@@ -519,6 +519,139 @@ def _print_verdict(decision: str, reasons: tuple[str, ...], limit: int = 5) -> N
 
 
 @main.command()
+@click.argument("new_dsn", metavar="NEW")
+@click.option("-b", "--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="OLD's workload, written by 'planguard capture' (its statements, call "
+                                  "rates, plans and catalog are the baseline).")
+@click.option("--interval", type=Duration(), default=10.0, show_default=True, metavar="DURATION",
+              help="Read NEW's pg_stat_statements this often.")
+@click.option("--duration", type=Duration(), metavar="DURATION",
+              help="Stop after this long (default: until Ctrl-C).")
+@click.option("--json-lines", "json_lines", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append one JSON object per interval to this file (plus a start and an end line).")
+@click.option("--prometheus", "prometheus_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Rewrite this Prometheus text-format file each interval (node_exporter's textfile "
+                   "collector): per-statement latency ratios, added sessions and the call.")
+@click.option("-o", "--output", "html", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML snapshot of the latest state, written on exit (default: "
+                   "reports/watch-<baseline name>.html).")
+@click.option("--exit-on-regression", is_flag=True,
+              help="Exit with code 1 as soon as a regression is confirmed, for automation to act on.")
+@click.option("--cores", type=click.IntRange(min=1), metavar="N",
+              help="NEW's CPU cores: the capacity the rollback call weighs added sessions against "
+                   "(default: the connections the application may open).")
+@click.option("--rollback-share", type=click.FloatRange(min=0, max=1, min_open=True), default=0.5,
+              show_default=True, help="ROLLBACK RECOMMENDED when confirmed regressions add this share "
+                                      "of the capacity in active sessions ...")
+@click.option("--rollback-window", type=Duration(), default=900.0, show_default=True, metavar="DURATION",
+              help="... within this long after the cutover.")
+@click.option("--cutover-at", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S",
+                                                          "%Y-%m-%d %H:%M:%S"]),
+              help="When the switch happened (ISO 8601; default: when the watch starts).")
+@click.option("--min-calls", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Calls a statement needs in an interval for its mean to be judged.")
+@click.option("--explain-every", type=Duration(), default=300.0, show_default=True, metavar="DURATION",
+              help="At most one plain EXPLAIN (never ANALYZE) per regressed statement this often.")
+@click.option("--top", type=click.IntRange(min=1, max=100), default=10, show_default=True,
+              help="Statements shown, by their share of NEW's load.")
+@click.option("--time-ratio", type=float,
+              help="Slower when NEW's mean is at least this times the baseline's.")
+@click.option("--min-time-delta-ms", type=float, help="... and at least this many ms more.")
+@click.option("--impact-block-aas", type=float,
+              help="... and adding at least this many average active sessions (default 0.05).")
+@click.option("-q", "--quiet", is_flag=True, help="No view on stdout (the files are still written).")
+@click.option("--lock-timeout", type=click.IntRange(min=1), default=100, show_default=True, metavar="MS",
+              help="lock_timeout of the watch's session, in ms.")
+@click.option("--statement-timeout", type=click.IntRange(min=1), default=2000, show_default=True,
+              metavar="MS", help="statement_timeout of the watch's session, in ms.")
+@handle_errors
+def watch(new_dsn: str, baseline_path: Path, interval: float, duration: float | None, json_lines: Path | None,
+          prometheus_path: Path | None, html: Path | None, exit_on_regression: bool, cores: int | None,
+          rollback_share: float, rollback_window: float, cutover_at: Any, min_calls: int,
+          explain_every: float, top: int, quiet: bool, lock_timeout: int, statement_timeout: int,
+          **threshold_flags: Any) -> None:
+    """Watch NEW after the cutover against OLD's captured baseline.
+
+    Every interval: NEW's pg_stat_statements deltas per statement (matched to the baseline by
+    planguard's fingerprint), ranked by their share of NEW's load, with the latency ratio and the
+    active sessions each adds (Little's law).  A regression is confirmed after two bad intervals;
+    its cause comes from NEW's catalog and at most one plain EXPLAIN per statement per
+    --explain-every.  Calls REGRESSION (with the fix), ROLLBACK RECOMMENDED, or RECOVERED.  One
+    read-only session.  Exit code 0; 1 on a confirmed regression with --exit-on-regression; 2 error.
+    """
+    import json as jsonlib
+    from datetime import timezone
+
+    from planguard.config import load_thresholds
+    from planguard.interrupt import Stop, signals
+    from planguard.loader import load
+    from planguard.report import check_writable
+    from planguard.report.watch import (
+        interval_dict,
+        json_line,
+        render_snapshot,
+        snapshot_context,
+        write_prometheus,
+    )
+    from planguard.watch import REGRESSION, ROLLBACK, Interval, WatchOptions
+    from planguard.watcher import watch as do_watch
+    from planguard.watchview import View
+
+    thresholds = load_thresholds(threshold_flags)
+    workload = load(baseline_path)
+    html = html or Path("reports") / f"watch-{baseline_path.stem}.html"
+    check_writable([p for p in (html, json_lines, prometheus_path) if p])
+    options = WatchOptions(interval_s=interval, min_calls=min_calls, rollback_share=rollback_share,
+                           rollback_window_s=rollback_window, cores=cores, explain_every_s=explain_every,
+                           top=top)
+    if cutover_at is not None and cutover_at.tzinfo is None:
+        cutover_at = cutover_at.astimezone(timezone.utc)
+    lines = json_lines.open("a", encoding="utf-8") if json_lines else None
+    stop = Stop()
+    view = View(open(os.devnull, "w") if quiet else sys.stdout)  # noqa: SIM115 (closed below)
+
+    def emit(iv: Interval) -> None:
+        view.show(iv)
+        if lines is not None:
+            lines.write(json_line(iv) + "\n")
+            lines.flush()
+        if prometheus_path is not None:
+            write_prometheus(iv, prometheus_path)
+
+    try:
+        if lines is not None:
+            lines.write(jsonlib.dumps({"type": "start", "baseline": str(baseline_path),
+                                       "new": db.redact_dsn(new_dsn), "interval_s": interval}) + "\n")
+        with signals(stop), view:
+            result = do_watch(new_dsn, workload, options=options, thresholds=thresholds, duration_s=duration,
+                              exit_on_regression=exit_on_regression, stop=stop, emit=emit, say=view.say,
+                              cutover_at=cutover_at,
+                              limits=db.SessionLimits(statement_timeout, lock_timeout, 10_000))
+        context = snapshot_context(list(result.state.history), dsn=result.dsn, baseline=str(baseline_path),
+                                   started_at=result.started_at, stopped=result.stopped,
+                                   explains=result.explains, catalog_reads=result.catalog_reads,
+                                   reconnects=result.reconnects, events=result.events)
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_snapshot(context), encoding="utf-8")
+        if lines is not None:
+            last = interval_dict(result.last) if result.last else None
+            lines.write(jsonlib.dumps({"type": "end", "stopped": result.stopped,
+                                       "verdict": last["verdict"] if last else None,
+                                       "explains": result.explains, "catalog_reads": result.catalog_reads,
+                                       "reconnects": result.reconnects}) + "\n")
+    finally:
+        if lines is not None:
+            lines.close()
+        if quiet:
+            view.console.file.close()
+    verdict = result.last.call.verdict if result.last else "STARTING"
+    click.echo(f"planguard watch: {verdict} after {result.state.number} intervals ({result.stopped}); "
+               f"snapshot: {html}", err=True)
+    if exit_on_regression and verdict in (REGRESSION, ROLLBACK):
+        sys.exit(EXIT_NO_GO)
+
+
+@main.command()
 @click.option("--rows", type=click.IntRange(min=10_000), default=1_000_000, show_default=True,
               help="Rows in the big table.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -19,8 +20,44 @@ from planguard.errors import ConnectionFailed, PlanguardError, one_line
 
 APP_NAME = "planguard"
 # Prefixed to every statement planguard sends, so that capture can exclude them
-# from pg_stat_statements (which keeps comments in the normalized text).
+# from pg_stat_statements (which keeps comments in the normalized text).  PostgreSQL 18
+# starts a statement's text at its first token, leaving a leading comment out; planguard's
+# cursors (``MarkedCursor``) therefore repeat the mark at the end (``TAIL``), which every
+# version keeps.  A statement is planguard's own when its text starts with MARK or ends
+# with TAIL (``is_own``).
 MARK = "/* planguard */ "
+TAIL = "\n/* planguard */"
+
+
+def is_own(text: str) -> bool:
+    """A ``pg_stat_statements`` text of planguard's own statements (any version)."""
+    return text.startswith(MARK) or text.rstrip().endswith(TAIL.strip())
+
+
+def _marked(query: Any) -> Any:
+    """The query with ``TAIL`` after it when it is planguard's own: text that starts with
+    MARK, or SQL planguard composed."""
+    if isinstance(query, str):
+        return query + TAIL if query.startswith(MARK) else query
+    if isinstance(query, sql.Composable):
+        return sql.Composed([query, sql.SQL(TAIL)])
+    return query
+
+
+class MarkedCursor(psycopg.Cursor[Any]):
+    """A cursor that marks planguard's own statements at both ends (see ``TAIL``)."""
+
+    def execute(self, query: Any, params: Any = None, **kw: Any) -> MarkedCursor:
+        super().execute(_marked(query), params, **kw)
+        return self
+
+
+class MarkedRawCursor(psycopg.RawCursor[Any]):
+    """``MarkedCursor`` for statements whose parameters are PostgreSQL's own ``$n``."""
+
+    def execute(self, query: Any, params: Any = None, **kw: Any) -> MarkedRawCursor:
+        super().execute(_marked(query), params, **kw)
+        return self
 
 
 @dataclass(frozen=True)
@@ -82,7 +119,7 @@ def connect(dsn: str, *, label: str, limits: SessionLimits | None = None,
         conn = psycopg.connect(make_conninfo(
             dsn, application_name=APP_NAME,
             connect_timeout=str(given.get("connect_timeout") or connect_timeout), **extra,
-        ), autocommit=True)
+        ), autocommit=True, cursor_factory=MarkedCursor)
     except psycopg.Error as exc:
         raise ConnectionFailed(
             f"cannot connect to {label} cluster ({redact_dsn(dsn)}): {one_line(exc, last=True)}"

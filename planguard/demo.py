@@ -15,8 +15,11 @@ same comparison must say GO.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -196,3 +199,33 @@ def run(workdir: Path, *, rows: int = 1_000_000, iterations: int = 600, repeat: 
             workdir / "reports" / "demo-after-analyze.json").items()})
     paths["workload"] = wl_path
     return DemoResult(workload, before, after, paths, verified)
+
+
+def serve(dsn: str, stop: threading.Event, *, rate: float = 50.0, accounts: int = 100_000,
+          connections: int = 4, seed: int = 11) -> None:
+    """The application's traffic against one cluster until ``stop``: ``rate`` statements per second
+    in all, the APP mix, over ``connections`` sessions (each paced at its share of the rate, so a
+    slow statement holds its session the way it holds an application's pool slot)."""
+    def one(i: int) -> None:
+        rng = random.Random(seed + i)
+        weights = [w for _, w, _ in APP]
+        gap = connections / rate
+        next_at = time.monotonic()
+        while not stop.is_set():
+            try:  # like an application's pool: a session lost (a restart) is opened again
+                with psycopg.connect(dsn, autocommit=True, prepare_threshold=None,
+                                     application_name="demo-app", connect_timeout=5) as conn:
+                    while not stop.is_set():
+                        query, _, args = rng.choices(APP, weights)[0]
+                        with contextlib.suppress(psycopg.errors.QueryCanceled):
+                            conn.execute(query, args(rng, accounts))
+                        next_at = max(next_at + gap, time.monotonic() - 1.0)
+                        stop.wait(max(next_at - time.monotonic(), 0))
+            except psycopg.OperationalError:
+                stop.wait(0.5)
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

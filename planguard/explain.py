@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from planguard.db import MARK
+from planguard.db import MARK, MarkedRawCursor
 from planguard.errors import ConnectionFailed, one_line
 from planguard.measure import LOCK_TIMEOUT, Digest, Run
 from planguard.params import ParseFailure, analyze
@@ -79,7 +79,7 @@ def fetch_rolled_back(conn: psycopg.Connection, statement: str | sql.Composed,
     try:
         conn.execute("BEGIN" if rollback_only else "BEGIN TRANSACTION READ ONLY")
         try:
-            with psycopg.RawCursor(conn) as cur:
+            with MarkedRawCursor(conn) as cur:
                 cur.execute(statement, values or None, prepare=False)
                 row = cur.fetchone()
         finally:
@@ -231,3 +231,4 @@ def result_digest(conn: psycopg.Connection, query: str, values: tuple[str | None
                "FROM (SELECT q::text AS r, row_number() OVER () AS n FROM (" + query + ") q) s")
     row = fetch_rolled_back(conn, wrapped, values, rollback_only=False)
     return Digest(int(row[0]), str(row[1]), str(row[2]))
+

@@ -397,7 +397,7 @@ class Sampler:
         if not one_statement(text):
             return "refused: the text is not exactly one statement"
         try:
-            with psycopg.RawCursor(self.conn) as cur:
+            with db.MarkedRawCursor(self.conn) as cur:
                 cur.execute(db.MARK + "EXPLAIN (FORMAT JSON) " + text, tuple(values) or None, prepare=False)
                 row = cur.fetchone()
         except psycopg.Error as exc:

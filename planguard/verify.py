@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from planguard.db import MARK, SessionLimits, connect, server_version_num, with_dbname
+from planguard.db import MARK, MarkedRawCursor, SessionLimits, connect, server_version_num, with_dbname
 from planguard.explain import EXPLAIN, failure, reason
 from planguard.fixes import mark_verified
 from planguard.plan import parse_plan, shape_fingerprint
@@ -64,7 +64,7 @@ def _savepoint_row(conn: psycopg.Connection, statement: str | sql.Composed,
         raise _Failed("refused: the text is not exactly one statement")
     conn.execute("SAVEPOINT planguard_trial")
     try:
-        with psycopg.RawCursor(conn) as cur:
+        with MarkedRawCursor(conn) as cur:
             cur.execute(statement, values or None, prepare=False)
             row = cur.fetchone()
     except psycopg.Error as exc:

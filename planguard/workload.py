@@ -91,6 +91,10 @@ class Statement:
     param_sets: tuple[ParamSet, ...] = ()
     skip_reason: str | None = None
     name: str | None = None  # given in a hand-written .sql workload
+    # OLD's plan at capture time (plain EXPLAIN of the first parameter set, or the generic plan:
+    # nothing executed), as EXPLAIN (FORMAT JSON) prints its one element: what the post-cutover
+    # watch compares NEW's plan with when OLD is gone.  Expressions redacted with --redact.
+    plan: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def is_write(self) -> bool:

@@ -13,7 +13,8 @@ from planguard.cli import main
 PKG = Path(__file__).parent.parent / "planguard"
 CHECKS = sorted(str(p.relative_to(PKG)) for p in (PKG / "checks").glob("*.py"))
 PURE = ["plan.py", "diff.py", "timing.py", "verdict.py", "params.py", "workload.py", "config.py",
-        "report/json.py", "report/html.py", "fixes.py", "plantree.py", "trials.py", *CHECKS]
+        "report/json.py", "report/html.py", "fixes.py", "plantree.py", "trials.py", "statdelta.py", "watch.py",
+        "report/watch.py", *CHECKS]
 IO_LIBS = {"psycopg", "click", "subprocess"}
 # The check families' evaluation is pure; their catalog reads live in planguard/catalog/.
 IO_MODULES = ("psycopg", "planguard.db", "planguard.catalog")
@@ -52,7 +53,8 @@ def test_pure_modules_do_no_io(module: str) -> None:
 TRANSITIVELY_PURE = ["model", "judge", "safety", "budget", "causes", "calls", "measure", "timing", "recording", "plan", "diff",
                      "findings", "verdict", "config", "workload", "params", "qualify", "sqlfile", "logparse",
                      *(f"checks.{p.stem}" for p in (PKG / "checks").glob("*.py") if p.stem != "__init__"),
-                     "report", "report.json", "report.html", "fixes", "plantree", "trials"]
+                     "report", "report.json", "report.html", "fixes", "plantree", "trials", "statdelta", "watch",
+                     "report.watch"]
 FORBIDDEN = ("psycopg", "click", "pandas", "subprocess")
 
 
