@@ -126,12 +126,22 @@ def snapshot_context(history: Sequence[Interval], *, dsn: str, baseline: str, st
         "last": interval_dict(last) if last else None, "latest": interval_dict(latest) if latest else None,
         "worst": row_dict(worst) if worst is not None else None,
         "added_chart": _sparkline(added), "ratio_chart": _sparkline(ratios),
-        "timeline": [{"interval": iv.number, "at": iv.at, "verdict": iv.call.verdict,
-                      "events": list(iv.events)}
-                     for iv in history if iv.events or iv.call.verdict not in ("OK", "STARTING")][-60:],
+        "timeline": _timeline(history),
         "events": list(events)[-50:],
         "intervals": len(history),
     }
+
+
+def _timeline(history: Sequence[Interval], limit: int = 60) -> list[dict[str, Any]]:
+    """The intervals where the call changed or something happened (a reset, a lost session)."""
+    out = []
+    previous = None
+    for iv in history:
+        if iv.events or iv.call.verdict != previous:
+            out.append({"interval": iv.number, "at": iv.at, "verdict": iv.call.verdict,
+                        "events": list(iv.events)})
+        previous = iv.call.verdict
+    return out[-limit:]
 
 
 def render_snapshot(context: dict[str, Any]) -> str:
