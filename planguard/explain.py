@@ -231,4 +231,3 @@ def result_digest(conn: psycopg.Connection, query: str, values: tuple[str | None
                "FROM (SELECT q::text AS r, row_number() OVER () AS n FROM (" + query + ") q) s")
     row = fetch_rolled_back(conn, wrapped, values, rollback_only=False)
     return Digest(int(row[0]), str(row[1]), str(row[2]))
-

@@ -43,7 +43,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_EXCEPTION, Future, wait
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -62,8 +61,6 @@ from planguard.explain import (
     auto_chooses_generic,
     explain_once,
     needs_rollback,
-    plan_only,
-    plan_with,
     result_digest,
 )
 from planguard.interrupt import Stop
@@ -77,8 +74,9 @@ from planguard.measure import (
     Warmup,
     summarize,
 )
-from planguard.params import analyze, render, result_shape
+from planguard.params import render, result_shape
 from planguard.plan import Plan, reads_by_relation
+from planguard.planning import statement_plan
 from planguard.recording import (
     BUDGET,
     CONFIRM,
@@ -93,7 +91,6 @@ from planguard.recording import (
     param_sets_of,
 )
 from planguard.safety import is_write, may_plan, refusal
-from planguard.sampling import type_default
 from planguard.timing import NoiseFloor, noise_floor
 from planguard.workload import Statement, Workload
 
@@ -281,15 +278,7 @@ class _Worker:
         """The plan of a statement that is not executed: with its first parameter set's values
         when it has one, else the generic plan; nothing runs."""
         try:
-            if stmt.param_sets:
-                text, binds = render(stmt.query, stmt.bindings, stmt.param_sets[0].values)
-                return plan_with(self._conn(dbname), text, binds, needs_rollback(text))
-            # No values: a parameter the grammar takes only as a literal still gets one.
-            n = analyze(stmt.query).max_param
-            defaults = [type_default(b.param_type or b.type, datetime.now(timezone.utc)) or "1"
-                        if b.inline else None for b in stmt.bindings] or [None] * n
-            text, binds = render(stmt.query, stmt.bindings, defaults)
-            return plan_only(self._conn(dbname), text, len(binds), self.version_num)
+            return statement_plan(self._conn(dbname), stmt, self.version_num)
         except QueryFailed as exc:
             return str(exc)
 

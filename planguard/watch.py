@@ -217,29 +217,30 @@ class WatchState:
             del self.tracks[key]
 
 
-def _judge(c: Counters, base: Statement, seconds: float, t: Thresholds) -> tuple[str | None, str]:
-    """``regressed``, ``slower`` or None (not bad), and why, for one statement's interval."""
-    mean = c.mean_ms or 0.0
-    base_mean = base.mean_ms
-    rate = c.calls / seconds
-    added = rate * (mean - base_mean) / 1000
-    bpc = c.buffers_per_call or 0.0
-    base_bpc = (base.shared_blks_hit + base.shared_blks_read) / base.calls if base.calls else None
-    ratio = mean / base_mean if base_mean else float("inf")
-    text = f"{_ms(base_mean)} → {_ms(mean)} ({_ratio(ratio)})"
-    if base_bpc is not None:
-        text += f", buffers/call {base_bpc:,.0f} → {bpc:,.0f}"
-    text += f", +{added:.2f} active sessions at {rate:.1f} calls/s"
+def _judge(row: Row, t: Thresholds) -> str | None:
+    """``regressed``, ``slower`` or None (not bad) for one statement's interval, from the row's
+    figures against its baseline's."""
+    mean, base_mean = row.mean_ms or 0.0, row.base_mean_ms or 0.0
+    added = row.added_sessions or 0.0
     slower = mean >= base_mean * t.time_ratio and mean - base_mean >= t.min_time_delta_ms
     if not slower or added < t.impact_block_aas:
-        return None, text
-    more_work = (base_bpc is not None and bpc >= base_bpc * t.buffers_ratio
-                 and bpc - base_bpc >= t.min_buffers_delta)
-    if more_work:
-        return "regressed", text
+        return None
+    bpc, base_bpc = row.buffers_per_call or 0.0, row.base_buffers_per_call
+    if base_bpc is not None and bpc >= base_bpc * t.buffers_ratio and bpc - base_bpc >= t.min_buffers_delta:
+        return "regressed"
     if mean >= base_mean * t.same_plan_block_ratio and mean - base_mean >= t.same_plan_block_ms:
-        return "slower", text + " (same work per call)"
-    return None, text
+        return "slower"
+    return None
+
+
+def _reason(row: Row, kind: str | None) -> str:
+    """The figures behind the judgement, in one line."""
+    mean, base_mean = row.mean_ms or 0.0, row.base_mean_ms or 0.0
+    text = f"{_ms(base_mean)} → {_ms(mean)} ({_ratio(mean / base_mean if base_mean else float('inf'))})"
+    if row.base_buffers_per_call is not None:
+        text += f", buffers/call {row.base_buffers_per_call:,.0f} → {row.buffers_per_call or 0:,.0f}"
+    text += f", +{row.added_sessions or 0:.2f} active sessions at {row.rate:.1f} calls/s"
+    return text + (" (same work per call)" if kind == "slower" else "")
 
 
 def _ms(v: float) -> str:
@@ -264,10 +265,9 @@ def observe(state: WatchState, number_at: str, seconds: float, since_start_s: fl
     plan_notes = plan_notes or {}
     if not counted:
         # No figures: the call stays what the confirmed regressions, as last seen, say.
-        still = [tr.row for tr in state.tracks.values() if tr.confirmed and tr.row]
         interval = Interval(state.number, number_at, seconds, since_start_s, (), 0.0, 0,
-                            _call(state, still, capacity, since_start_s, activity), tuple(events), False,
-                            activity, capacity, watch_load)
+                            _call(state, _open(state, ()), capacity, since_start_s, activity), tuple(events),
+                            False, activity, capacity, watch_load)
         state.remember(interval)
         return interval
     total = sum(c.exec_ms for c, _ in by_statement.values()) / 1000 / seconds
@@ -282,14 +282,14 @@ def observe(state: WatchState, number_at: str, seconds: float, since_start_s: fl
         if base is None:
             row = replace(row, state="new", reason="not in the baseline: new on NEW (or not captured on OLD)")
         else:
-            base_bpc = (base.shared_blks_hit + base.shared_blks_read) / base.calls if base.calls else None
             row = replace(row, base_rate=base.calls_per_second, base_mean_ms=base.mean_ms,
-                          base_buffers_per_call=base_bpc, base_rows_per_call=base.rows_per_call,
-                          added_sessions=c.calls / seconds * ((c.mean_ms or 0) - base.mean_ms) / 1000)
+                          base_buffers_per_call=base.buffers_per_call, base_rows_per_call=base.rows_per_call,
+                          added_sessions=row.rate * ((c.mean_ms or 0) - base.mean_ms) / 1000)
             if c.calls < o.min_calls:
                 row = replace(row, state="few_calls", reason=f"{c.calls} calls: too few to judge")
             else:
-                bad, reason = _judge(c, base, seconds, t)
+                bad = _judge(row, t)
+                reason = _reason(row, bad)
                 if bad:
                     track.bad += 1
                     track.good = 0
@@ -312,13 +312,9 @@ def observe(state: WatchState, number_at: str, seconds: float, since_start_s: fl
         rows.append(row)
     rows.sort(key=lambda r: (-r.load, r.fingerprint))
     shown = rows[:o.top] + [r for r in rows[o.top:] if r.state not in ("ok", "new", "few_calls")]
-    # A confirmed regression that did not run this interval still counts, as last seen.
-    confirmed = [r for r in rows if r.confirmed or r.state == "recovering"]
-    ran = {r.key for r in rows}
-    confirmed += [tr.row for k, tr in state.tracks.items() if tr.confirmed and k not in ran and tr.row]
     interval = Interval(state.number, number_at, seconds, since_start_s, tuple(shown), total, len(rows),
-                        _call(state, confirmed, capacity, since_start_s, activity), tuple(events), True,
-                        activity, capacity, watch_load)
+                        _call(state, _open(state, rows), capacity, since_start_s, activity), tuple(events),
+                        True, activity, capacity, watch_load)
     state.remember(interval)
     state.forget()
     return interval
@@ -336,11 +332,16 @@ def with_causes(state: WatchState, interval: Interval, causes: Mapping[Statement
     for key, track in state.tracks.items():
         if track.row is not None and (key in causes or key in plan_notes):
             track.row = attach(track.row)
-    confirmed = [r for r in rows if r.confirmed or r.state == "recovering"]
-    shown = {r.key for r in rows}
-    confirmed += [tr.row for k, tr in state.tracks.items() if tr.confirmed and k not in shown and tr.row]
-    call = _call(state, confirmed, interval.capacity, interval.since_start_s, interval.activity)
+    call = _call(state, _open(state, rows), interval.capacity, interval.since_start_s, interval.activity)
     return replace(interval, rows=rows, call=call)
+
+
+def _open(state: WatchState, rows: Sequence[Row]) -> list[Row]:
+    """The confirmed regressions: those in ``rows``, and those that did not run this interval,
+    as last seen (a regression does not clear by going quiet)."""
+    ran = {r.key for r in rows}
+    return [r for r in rows if r.confirmed or r.state == "recovering"] + [
+        tr.row for k, tr in state.tracks.items() if tr.confirmed and k not in ran and tr.row]
 
 
 def _call(state: WatchState, confirmed: Sequence[Row], capacity: float | None, since_start_s: float,

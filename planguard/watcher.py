@@ -41,7 +41,7 @@ from planguard.findings import Finding
 from planguard.interrupt import Stop
 from planguard.params import ParseFailure, statement_fingerprint
 from planguard.plan import Plan, PlanFormatError, indexes_used, parse_plan, relations, shape_fingerprint
-from planguard.statdelta import Counters, EntryKey, Reading, delta
+from planguard.statdelta import Counters, EntryKey, delta
 from planguard.watch import (
     REGRESSION,
     ROLLBACK,
@@ -200,7 +200,7 @@ def watch(dsn: str, workload: Workload, *, options: WatchOptions | None = None,
         except ParseFailure:
             return None
 
-    def learn(reading: Reading, keys: list[EntryKey]) -> None:
+    def learn(keys: list[EntryKey]) -> None:
         unknown = [k for k in keys if k not in texts]
         if unknown:
             with session.timed() as c:
@@ -294,7 +294,7 @@ def watch(dsn: str, workload: Workload, *, options: WatchOptions | None = None,
                 with session.timed() as c:
                     current = read_counters(c)
                 d = delta(previous, current)
-                learn(current, list(d.entries))
+                learn(list(d.entries))
                 previous = current
                 with session.timed() as c:
                     activity = read_activity(c)

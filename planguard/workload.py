@@ -106,6 +106,11 @@ class Statement:
         return self.rows / self.calls if self.calls else None
 
     @property
+    def buffers_per_call(self) -> float | None:
+        """Shared buffers (hit and read) one call touched on OLD on average."""
+        return (self.shared_blks_hit + self.shared_blks_read) / self.calls if self.calls else None
+
+    @property
     def short_id(self) -> str:
         return self.fingerprint[:8]
 

@@ -265,6 +265,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
                               str(tmp_path / "nope.json")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+    workload = Path(__file__).parent / "fixtures" / "recordings" / "demo_as_restored.workload.json"
+    unreachable = subprocess.run([sys.executable, "-m", "planguard.cli", "watch",
+                                  "host=127.0.0.1 port=1 connect_timeout=2", "--baseline", str(workload),
+                                  "-o", str(tmp_path / "w.html")], capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr
+    assert unreachable.stderr.startswith("planguard: error: cannot connect to new cluster")
+    assert len(unreachable.stderr.strip().splitlines()) == 1
     bad_interval = subprocess.run([sys.executable, "-m", "planguard.cli", "watch", "x", "--baseline", "y",
                                    "--interval", "0"], capture_output=True, text=True, timeout=60)
     assert bad_interval.returncode == 2 and len(bad_interval.stderr.strip().splitlines()) == 1
