@@ -651,6 +651,127 @@ def watch(new_dsn: str, baseline_path: Path, interval: float, duration: float | 
         sys.exit(EXIT_NO_GO)
 
 
+class Rates(click.ParamType):
+    """A comma-separated list of positive rate multipliers, ascending: ``0.25,0.5,1,2``."""
+
+    name = "rates"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[float, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            rates = tuple(float(x) for x in str(value).split(",") if x.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a list of numbers like 0.25,0.5,1,2", param, ctx)
+        if not rates or any(r <= 0 for r in rates) or list(rates) != sorted(set(rates)):
+            self.fail(f"{value!r}: give positive rates in ascending order, like 0.25,0.5,1,2", param, ctx)
+        return rates
+
+
+@main.command()
+@click.argument("new_dsn", metavar="NEW")
+@click.option("-w", "--workload", "workload_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="The workload written by 'planguard capture' on OLD (its call rates "
+                                  "and parameter values are replayed).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Replay at this multiple of the captured call rates; NO-GO when it is not held.")
+@click.option("--duration", type=Duration(), default=60.0, show_default=True, metavar="DURATION",
+              help="How long each rate is replayed.")
+@click.option("--connections", type=click.IntRange(min=1, max=1000), metavar="N",
+              help="The pool's size, like the application's (default: from OLD's observed concurrency).")
+@click.option("--ramp", type=Rates(), metavar="R1,R2,...",
+              help="Replay these rates in turn and stop at the first NEW cannot hold: the headroom.")
+@click.option("--pool-timeout", type=Duration(), default=5.0, show_default=True, metavar="DURATION",
+              help="A call waiting longer for a connection fails, as in an application's pool.")
+@click.option("--statement-timeout", type=click.IntRange(min=1), default=5000, show_default=True,
+              metavar="MS", help="statement_timeout of the replay's sessions, in ms.")
+@click.option("--lock-timeout", type=click.IntRange(min=1), default=200, show_default=True, metavar="MS",
+              help="lock_timeout of the replay's sessions, in ms: a rolled-back write never waits long.")
+@click.option("--max-other-sessions", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Refuse when NEW has more client sessions than this that are not planguard's.")
+@click.option("--i-know-this-is-production", "allow_production", is_flag=True,
+              help="Rehearse even though NEW has other client sessions.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Seed of the arrivals and parameter draws.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON result here (default: reports/rehearse-<workload name>.json).")
+@click.option("-o", "--output", "html", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the HTML report here (default: reports/rehearse-<workload name>.html).")
+@click.option("--time-ratio", type=float, help="Slower when NEW's server mean is this times OLD's.")
+@click.option("--min-time-delta-ms", type=float, help="... and at least this many ms more.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@handle_errors
+def rehearse(new_dsn: str, workload_path: Path, rate: float, duration: float, connections: int | None,
+             ramp: tuple[float, ...] | None, pool_timeout: float, statement_timeout: int, lock_timeout: int,
+             max_other_sessions: int, allow_production: bool, seed: int, json_path: Path | None,
+             html: Path | None, quiet: bool, **threshold_flags: Any) -> None:
+    """Replay the captured workload on NEW under production load: the cutover's dry run.
+
+    Open-loop at the captured call rates times --rate, the captured parameter values drawn in
+    proportion, over a bounded pool of connections.  Reads run READ ONLY; writes in transactions
+    that are always rolled back.  Per statement: throughput against the target, latency p50 / p95 /
+    p99 against OLD's mean, errors and lock waits; for the workload, active sessions and the pool's
+    saturation over time.  NO-GO when NEW cannot sustain --rate, when a statement's calls fail, or
+    when a statement is slower on NEW's server with more work per call, each with its cause and
+    fix.  Refuses a NEW that has other client sessions (it looks like production).  Exit code 0
+    GO, 1 NO-GO (or inconclusive), 2 error.
+    """
+    import time
+    from datetime import datetime, timezone
+
+    from planguard.config import load_thresholds
+    from planguard.interrupt import Stop, signals
+    from planguard.loader import load
+    from planguard.rehearsal import RehearseOptions
+    from planguard.rehearser import Progress
+    from planguard.rehearser import rehearse as do_rehearse
+    from planguard.report import check_writable
+    from planguard.report.rehearsal import rehearsal_dict, write
+
+    if duration < 1:
+        _fail("--duration must be at least 1 s")
+    thresholds = load_thresholds(threshold_flags)
+    workload = load(workload_path)
+    json_path = json_path or Path("reports") / f"rehearse-{workload_path.stem}.json"
+    html = html or Path("reports") / f"rehearse-{workload_path.stem}.html"
+    check_writable([json_path, html])
+    options = RehearseOptions(rate=rate, duration_s=duration, connections=connections, ramp=ramp or (),
+                              pool_timeout_s=pool_timeout, statement_timeout_ms=statement_timeout,
+                              lock_timeout_ms=lock_timeout, seed=seed, max_other_sessions=max_other_sessions)
+    say = _progress(quiet)
+    shown = [0.0]
+
+    def progress(p: Progress) -> None:
+        now = time.monotonic()
+        if say is None or (now - shown[0] < 5 and p.second < p.seconds):
+            return
+        shown[0] = now
+        say(f"step {p.step}/{p.steps} at {p.rate:g}x: {p.second}/{p.seconds} s, "
+            f"{p.served:,} of {p.arrived:,} "
+            f"calls served, {p.waiting} waiting for a connection")
+
+    stop = Stop()
+    started = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    with signals(stop):
+        result = do_rehearse(new_dsn, workload, options=options, thresholds=thresholds,
+                             allow_production=allow_production, stop=stop, progress=progress, say=say)
+    doc = rehearsal_dict(result, dsn=db.redact_dsn(new_dsn), workload=str(workload_path),
+                         started_at=started.isoformat(timespec="seconds"), seconds=time.monotonic() - t0)
+    paths = write(doc, json_path=json_path, html_path=html)
+    click.echo(doc["headline"])
+    for reason in doc["reasons"][1:6]:
+        click.echo(f"  - {reason['text']}")
+    for fix in doc["fixes"]:
+        click.echo(f"  fix: {fix}")
+    stopped = next((s["stopped"] for s in doc["steps"] if s["stopped"]), None)
+    if stopped:
+        click.echo(f"  stopped: {stopped}; what was measured is in the report", err=True)
+    click.echo(_written(paths), err=True)
+    sys.exit(result.exit_code)
+
+
 @main.command()
 @click.option("--rows", type=click.IntRange(min=10_000), default=1_000_000, show_default=True,
               help="Rows in the big table.")
