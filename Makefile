@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.faults
 	$(PY) -m benchmarks.report_bench
 	$(PY) -m benchmarks.watch_bench
+	$(PY) -m benchmarks.rehearse_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports/*.html reports/*.json

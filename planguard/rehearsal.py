@@ -39,7 +39,8 @@ GO, NO_GO, INCONCLUSIVE = "GO", "NO-GO", "INCONCLUSIVE"
 # What a call that never ran is counted as: not an error of the statement, a failure of the step.
 POOL_TIMEOUT = "pool timeout"  # waited longer than pool_timeout_s for a connection
 NOT_RUN = "not run (the step ended)"  # still waiting when the step ended
-NOT_SERVED = (POOL_TIMEOUT, NOT_RUN)
+CANCELLED = "cancelled (the step ended)"  # running when the step ended (or was stopped): cancelled
+NOT_SERVED = (POOL_TIMEOUT, NOT_RUN, CANCELLED)
 LOCK_TIMEOUT = "LockNotAvailable (55P03)"
 
 
@@ -178,11 +179,12 @@ class Tick:
     second: int
     arrived: int
     done: int
-    in_use: int  # the pool's connections busy
+    in_use: int  # the pool's connections busy at the sample
     waiting: int  # calls waiting for a connection
     server_active: int | None  # the replay's sessions active on NEW (pg_stat_activity)
     lock_waits: int | None  # ... of them waiting on a lock
     p95_ms: float | None  # latency of the calls that finished in this second
+    busy: float | None = None  # connections busy on average over the second (from the calls' spans)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from planguard.interrupt import Stop
 from planguard.params import ParseFailure, render, statement_fingerprint
 from planguard.plan import indexes_used, relations
 from planguard.rehearsal import (
+    CANCELLED,
     LOCK_TIMEOUT,
     NOT_RUN,
     POOL_TIMEOUT,
@@ -102,7 +103,8 @@ def _error_class(exc: BaseException) -> str:
     if isinstance(exc, psycopg.errors.LockNotAvailable):
         return LOCK_TIMEOUT
     if isinstance(exc, psycopg.errors.QueryCanceled):
-        return "statement timeout (57014)"
+        # planguard's own cancel at the end of a step (pg_cancel_backend) is not the statement's failure
+        return CANCELLED if "user request" in str(exc) else "statement timeout (57014)"
     if isinstance(exc, psycopg.OperationalError) and not getattr(exc, "sqlstate", None):
         return "connection lost"
     state = getattr(exc, "sqlstate", None)
@@ -181,8 +183,8 @@ class _Replay:
         except (PoolTimeout, TooManyRequests):
             error = POOL_TIMEOUT
         except asyncio.CancelledError:
-            out.append(Outcome(a.target, a.at, start, loop.time() - t0, "cancelled (stopped)" if start
-                               is not None else NOT_RUN, sent))
+            out.append(Outcome(a.target, a.at, start, loop.time() - t0,
+                               CANCELLED if start is not None else NOT_RUN, sent))
             raise
         except psycopg.OperationalError as exc:  # the pool could not open a connection
             error = _error_class(exc)
@@ -292,11 +294,13 @@ class _Replay:
                 stopped = self.stop.reason if self.stop.requested else None
         finally:
             leftover = [t for t in tasks if not t.done()]
-            for t in leftover:
-                t.cancel()
             if leftover:
-                await asyncio.wait(leftover, timeout=1.0)
+                # The server first (pg_cancel_backend on the replay's busy sessions), then the tasks:
+                # each cancelled call's transaction rolls back and its connection returns to the pool.
                 await asyncio.to_thread(self._cancel_leftovers)
+                for t in leftover:
+                    t.cancel()
+                await asyncio.wait(leftover, timeout=1.0)
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampling

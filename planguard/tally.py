@@ -11,6 +11,7 @@ The verdict (``planguard.rehearsal.judge``) does not use pandas: it stays pure a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import pandas as pd
 
@@ -38,6 +39,20 @@ def _behind(ticks: Sequence[Tick], connections: int, run: int = 3) -> int | None
     return None
 
 
+def busy_per_second(outcomes: Sequence[Outcome], seconds: int) -> list[float]:
+    """Connections busy on average in each second ``1..seconds``: every call's span from getting a
+    connection to its end, spread over the seconds it overlaps."""
+    busy = [0.0] * (seconds + 1)
+    for o in outcomes:
+        if o.start is None:
+            continue
+        first, last = int(o.start), min(int(o.end), seconds)
+        for sec in range(first, last + 1):
+            if sec < seconds:
+                busy[sec] += max(min(o.end, sec + 1) - max(o.start, sec), 0.0)
+    return [round(b, 3) for b in busy[:seconds]]
+
+
 def tally(plan: Plan, rate: float, duration_s: float, outcomes: Sequence[Outcome],
           ticks: Sequence[Tick], server: Mapping[int, Counters] | None, opts: RehearseOptions,
           client_cpu_s: float, wall_s: float, stopped: str | None = None) -> Step:
@@ -52,6 +67,11 @@ def tally(plan: Plan, rate: float, duration_s: float, outcomes: Sequence[Outcome
     df["in_time"] = df["served"] & (df["end"] <= duration_s)
     busy = float(df.loc[df["served"], "service_ms"].sum())
     span = duration_s if not stopped else max(min(duration_s, wall_s), 1e-3)
+    # The connections' busy time within the step (a call running past its end counts up to it).
+    inside = (df["end"].clip(upper=span) - df["start"].clip(upper=span)).clip(lower=0)
+    busy_inside = float(inside[df["start"].notna()].sum())
+    spread = busy_per_second(outcomes, len(ticks))
+    ticks = [replace(t, busy=spread[i]) for i, t in enumerate(ticks)]
     loads: list[StatementLoad] = []
     for t in plan.targets:
         d = df[df["target"] == t.index]
@@ -82,7 +102,7 @@ def tally(plan: Plan, rate: float, duration_s: float, outcomes: Sequence[Outcome
         target_rate=round(plan.total_rate * rate, 3), arrived=arrived, served=served,
         achieved_rate=round(int(df["in_time"].sum()) / span, 3), held=held and not stopped,
         first_behind_s=first,
-        saturation=round(saturation, 3), client_sessions=round(busy / 1000 / span, 3),
+        saturation=round(saturation, 3), client_sessions=round(busy_inside / span, 3),
         server_sessions=round(sum(sampled) / len(sampled), 3) if sampled else None,
         lag_p95_ms=round(lag_p95, 1), client_bound=lag_p95 > opts.max_lag_ms and saturation < 0.2,
         client_cpu=round(client_cpu_s / wall_s, 3) if wall_s else 0.0,

@@ -6,9 +6,12 @@ class); the workload is the demo's recorded capture (tests/fixtures).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from planguard.config import Thresholds
@@ -26,11 +29,12 @@ from planguard.rehearsal import (
     judge,
     plan_rehearsal,
 )
-from planguard.report.rehearsal import rehearsal_dict, render_html
+from planguard.report.rehearsal import rehearsal_dict, render_html, schema
 from planguard.statdelta import Counters
 from planguard.tally import tally
 from planguard.watch import Cause
 from planguard.workload import ParamSet, Source, Statement, Workload
+from tests.test_cli import assert_one_line_error, run
 
 T = Thresholds()
 
@@ -144,6 +148,7 @@ def test_a_saturated_pool_is_no_go_naming_the_statement_that_starves_it_with_its
     assert not any(x.statement == FAST.key for x in r.reasons), "FAST only waited behind SLOW"
     doc = rehearsal_dict(r, dsn="host=new", workload="app.json", started_at="2026-12-03T00:00:00+00:00",
                          seconds=12.0)
+    jsonschema.validate(json.loads(json.dumps(doc)), schema())
     assert doc["fixes"] == ["ANALYZE public.t;"] and doc["steps"][0]["top_statement"] == SLOW.key
     html = render_html(doc)
     assert "NO-GO" in html and "ANALYZE public.t;" in html and html.count("<polyline") == 4
@@ -205,3 +210,76 @@ def test_a_stopped_step_is_inconclusive_and_calls_never_run_are_not_errors() -> 
     assert not s.held and s.statements[0].errors == {} and s.statements[0].not_served == {NOT_RUN: 1}
     r = judge(p, [s], RehearseOptions(), T)
     assert r.verdict == INCONCLUSIVE and r.exit_code == 1
+
+
+REHEARSALS = Path(__file__).parent / "fixtures" / "rehearsals"
+
+
+@pytest.mark.parametrize("name", ["demo-ramp-restored", "demo-analyzed"])
+def test_recorded_rehearsals_match_the_schema_and_render(name: str) -> None:
+    """Real results (``python -m benchmarks.rehearse_bench`` on the demo, 15 -> 18) as saved."""
+    doc = json.loads((REHEARSALS / f"{name}.json").read_text())
+    jsonschema.validate(doc, schema())
+    html = render_html(doc)
+    assert "<script" not in html and doc["verdict"] in html
+    assert html.count("<details") == len(doc["steps"]) and html.count("<details open") == 1
+
+
+@pytest.mark.browser
+def test_the_rehearsal_page_reads_in_a_browser(tmp_path: Path) -> None:
+    import shutil
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("chromium is not installed (make sysdeps installs it as root)")
+    from playwright.sync_api import expect, sync_playwright
+
+    doc = json.loads((REHEARSALS / "demo-ramp-restored.json").read_text())
+    path = tmp_path / "rehearse.html"
+    path.write_text(render_html(doc), encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(path.as_uri())
+        expect(page.locator("section.verdict .call")).to_have_text("NO-GO")
+        expect(page.locator("pre.fix")).to_contain_text("ANALYZE public.transactions;")
+        expect(page.locator(".reason").first).to_contain_text("cannot sustain")
+        expect(page.locator(".reason").nth(1)).to_contain_text("causes: as above")
+        # Only the last step's statements are open; the charts fit the page.
+        expect(page.locator("details[open] tbody tr").first).to_contain_text("221f488a")
+        if len(doc["steps"]) > 1:
+            assert not page.locator("details").first.locator("tbody tr").first.is_visible()
+        main = page.locator("main").bounding_box()
+        for i in range(2):
+            box = page.locator("svg").nth(i).bounding_box()
+            assert box and main and box["width"] > 500 and box["x"] + box["width"] <= main["x"] + main["width"]
+        page.screenshot(path=str(tmp_path / "rehearse.png"), full_page=True)
+        browser.close()
+    assert errors == []
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--ramp", "1,0.5"], "ascending order"),
+    (["--ramp", "a,b"], "not a list of numbers"),
+    (["--rate", "0"], "--rate"),
+    (["--duration", "0.5"], "--duration must be at least 1 s"),
+    (["--connections", "0"], "--connections"),
+])
+def test_bad_options_are_one_line_and_exit_2(args: list[str], needle: str, tmp_path: Path) -> None:
+    wl = tmp_path / "w.json"
+    workload(FAST).save(wl)
+    res = run("rehearse", "host=127.0.0.1 port=1", "--workload", str(wl), *args)
+    assert_one_line_error(res, needle)
+
+
+def test_an_unreachable_new_and_a_missing_workload_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    wl = tmp_path / "w.json"
+    workload(FAST).save(wl)
+    res = run("rehearse", "host=127.0.0.1 port=1 connect_timeout=2", "--workload", str(wl),
+              "--json", str(tmp_path / "r.json"))
+    assert_one_line_error(res, "cannot connect to new cluster")
+    assert not (tmp_path / "r.json").exists()
+    assert_one_line_error(run("rehearse", "host=x", "--workload", str(tmp_path / "nope.json")), "nope.json")

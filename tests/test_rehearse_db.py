@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import psycopg
 import pytest
 
@@ -26,6 +27,7 @@ from planguard import demo
 from planguard.capture import capture
 from planguard.rehearsal import GO, NO_GO, RehearseOptions
 from planguard.rehearser import REPLAY_APP, Refused, rehearse
+from planguard.report.rehearsal import schema
 from planguard.workload import Workload
 from tests.conftest import Pair, create_db, drop_db
 from tests.test_watch_db import _Renamed
@@ -191,6 +193,7 @@ def test_cli_writes_reports_and_ctrl_c_stops_with_nothing_left_running(
         time.sleep(0.1)
     assert replay_sessions(dsn) == 0, "every replay session is closed"
     doc = json.loads(out_json.read_text())
+    jsonschema.validate(doc, schema())
     assert doc["type"] == "rehearsal" and doc["verdict"] in ("INCONCLUSIVE", "NO-GO")
     assert doc["steps"][0]["stopped"] == "interrupted by SIGINT"
     assert doc["steps"][0]["arrived"] > 0 and doc["steps"][0]["timeline"]

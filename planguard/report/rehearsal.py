@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,12 @@ def rehearsal_dict(r: Rehearsal, *, dsn: str, workload: str, started_at: str,
     }
 
 
+def schema() -> dict[str, Any]:
+    """The JSON Schema (Draft 2020-12) of a rehearsal result, ``planguard/report/rehearsal.schema.json``."""
+    return dict(json.loads(resources.files("planguard.report").joinpath("rehearsal.schema.json")
+                           .read_text(encoding="utf-8")))
+
+
 def fixes(r: Rehearsal) -> list[str]:
     """The SQL the reasons' causes name, in order, once each."""
     return list(dict.fromkeys(c.fix for x in r.reasons for c in x.causes if c.fix))
@@ -122,7 +129,7 @@ def _charts(doc: dict[str, Any]) -> dict[str, Any]:
         marks.append((len(p95), f"{s['rate']:g}x"))
         for t in s["timeline"]:
             p95.append(t["p95_ms"])
-            in_use.append(float(t["in_use"]))
+            in_use.append(t["busy"])
             waiting.append(float(t["waiting"]))
             server.append(None if t["server_active"] is None else float(t["server_active"]))
     return {
