@@ -28,6 +28,7 @@ from planguard.errors import CaptureError, InsufficientPrivilege
 from planguard.logparse import LogEntry, read_log
 from planguard.params import ParseFailure, Shape, TableColumns, analyze, resolve
 from planguard.plan import raw_json
+from planguard.progress import OnStep, Step
 from planguard.workload import (
     ParamSet,
     Source,
@@ -145,7 +146,8 @@ def _order_value(group: list[_Entry], order_by: str) -> float:
 def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
             databases: Sequence[str] | None = None, limits: db.SessionLimits | None = None,
             seed: int = 42, progress: Callable[[str], None] | None = None, redact: bool = False,
-            keep_values: bool = False, from_log: Path | None = None) -> Workload:
+            keep_values: bool = False, from_log: Path | None = None,
+            on_step: OnStep | None = None) -> Workload:
     """Capture the top ``top`` statements of the old cluster.
 
     ``databases``: the databases to capture from (None: the DSN's database;
@@ -159,6 +161,9 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
     ``redact``: the workload is marked so that reports never show parameter values,
     and the values are left out of it unless ``keep_values`` (``compare`` then samples
     them from OLD again, with the same seed).
+
+    ``on_step``: progress (``planguard.progress.Step``) as each statement is sampled, instead
+    of a ``progress`` line per statement.
     """
     if order_by not in ORDER_COLUMNS:
         raise CaptureError(f"--order-by must be one of {', '.join(ORDER_COLUMNS)}")
@@ -210,7 +215,9 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
         statements: list[Statement] = []
         for i, (dbname, shape, group) in enumerate(chosen, 1):
             head = group[0]
-            if progress:
+            if on_step:
+                on_step(Step(i - 1, len(chosen), what=head.query[:40]))
+            elif progress:
                 progress(f"[{i}/{len(chosen)}] {dbname}: {head.query[:70]!r}")
             catalog = catalogs[dbname][0]
             calls = sum(e.calls for e in group)
@@ -238,6 +245,8 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
                 bindings=bindings, param_sets=sets,
                 skip_reason=reason or ("; ".join(problems) if problems and not sets else None),
             ))
+        if on_step:
+            on_step(Step(len(chosen), len(chosen), what="sampled"))
         statements = [replace(s, plan=_old_plan(conns[s.database or str(first.info.dbname)], s, version_num,
                                                 redact))
                       for s in statements]

@@ -20,6 +20,7 @@ from planguard.config import Thresholds
 from planguard.errors import WorkloadError
 from planguard.loader import load
 from planguard.model import CheckResult
+from planguard.progress import OnStep, Step
 from planguard.verdict import decide
 
 
@@ -38,14 +39,21 @@ def recorded_old(old: str) -> ClusterSnapshot | None:
 
 
 def check(old: str, new: str, *, thresholds: Thresholds | None = None, limits: db.SessionLimits | None = None,
-          max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES) -> CheckResult:
-    """Read both catalogs (OLD: a DSN or a workload file) and judge NEW against OLD."""
+          max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES, on_step: OnStep | None = None) -> CheckResult:
+    """Read both catalogs (OLD: a DSN or a workload file) and judge NEW against OLD.
+
+    ``on_step``: progress (``planguard.progress.Step``): the catalogs read and judged, with
+    the blockers found (as regressions)."""
     thresholds = thresholds or Thresholds()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     recorded = recorded_old(old)
+    if on_step:
+        on_step(Step(0, 1, what="reading both catalogs"))
     findings, old_snap, new_snap = run_check(old, new, thresholds=thresholds, limits=limits,
                                              max_scan_bytes=max_scan_bytes, old_snapshot=recorded)
+    if on_step:
+        on_step(Step(1, 1, sum(1 for f in findings if f.severity == "blocker"), "catalogs judged"))
     old_label = f"catalog recorded in {old}" if recorded is not None else db.redact_dsn(old)
     return CheckResult(tuple(findings), decide(findings), old_snap, new_snap, old_label, db.redact_dsn(new),
                        thresholds, started, time.monotonic() - t0)

@@ -29,6 +29,14 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
     return lambda message: click.echo(f"  {message}", err=True)
 
 
+def _reporter(title: str, quiet: bool) -> Any:
+    """Progress on stderr (``planguard.progress``): a bar on a terminal, quiet lines in CI or
+    when piped, nothing with --quiet."""
+    from planguard.progress import reporter
+
+    return reporter(title, quiet=quiet)
+
+
 def _fail(message: str) -> None:
     click.echo(f"planguard: error: {message}", err=True)
     sys.exit(EXIT_ERROR)
@@ -234,10 +242,14 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
         raise click.UsageError("--keep-values only makes sense with --redact")
     if all_databases and databases:
         raise click.UsageError("--all-databases and --database exclude each other")
-    workload = do_capture(dsn, top=top, order_by=order_by, seed=seed,
-                          databases=["*"] if all_databases else (list(databases) or None),
-                          limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
-                          redact=redact, keep_values=keep_values, from_log=from_log)
+    shown = _reporter("capture", quiet)
+    try:
+        workload = do_capture(dsn, top=top, order_by=order_by, seed=seed,
+                              databases=["*"] if all_databases else (list(databases) or None),
+                              limits=_limits(statement_timeout, lock_timeout), progress=shown.message,
+                              redact=redact, keep_values=keep_values, from_log=from_log, on_step=shown.step)
+    finally:
+        shown.close()
     workload.save(output)
     click.echo(f"captured {len(workload.statements)} statements from PostgreSQL "
                f"{workload.source.server_version}, database{'s' if len(workload.databases) > 1 else ''} "
@@ -309,6 +321,11 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
 @click.option("--allow-same-cluster", is_flag=True,
               help="Let OLD and NEW be one cluster (it proves nothing about a cutover; for testing "
                    "planguard itself).")
+@click.option("--shard", "shard_spec", metavar="I/N",
+              help="Run only shard I of N (from 1): a deterministic slice of the workload balanced by "
+                   "OLD's mean time; only shard 1 runs the catalog checks.  Reports go to "
+                   "reports/<name>-shard-I-of-N.*, with the recording and workload 'planguard merge' "
+                   "joins into one result.")
 @_verify_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_safety_options
@@ -320,8 +337,8 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
             save_recording: Path | None, runs_path: Path | None, writes: str,
             max_query_ms: float | None, max_total: float | None, max_old_server_time: float | None,
             polite: int | None, polite_max_lag: float | None, resume_path: Path | None,
-            allow_same_cluster: bool, verify_fixes: bool, allow_locks: bool, quiet: bool,
-            statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
+            allow_same_cluster: bool, shard_spec: str | None, verify_fixes: bool, allow_locks: bool,
+            quiet: bool, statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
     """Compare OLD and NEW on a workload and print GO or NO-GO.
 
     Runs every statement with EXPLAIN (ANALYZE, BUFFERS) on both clusters at once
@@ -339,25 +356,38 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
     from planguard.recording import BUDGET, resume_from
     from planguard.report import check_writable, context_of, write_context
     from planguard.safety import Policy
+    from planguard.shard import parse, recording_beside, workload_beside
 
+    shard = parse(shard_spec) if shard_spec is not None else None
     thresholds = load_thresholds(threshold_flags)
     workload = load(workload_path)
-    stem = workload_path.stem
+    stem = workload_path.stem if shard is None else f"{workload_path.stem}-shard-{shard[0]}-of-{shard[1]}"
     outputs = _outputs(formats, stem, {"html": html, "json": json_path, "md": md_path, "junit": junit_path})
+    if shard is not None and "json" not in outputs:
+        outputs["json"] = Path("reports") / f"{stem}.json"  # what merge reads
     json_base = outputs.get("json") or Path("reports") / f"{stem}.json"
-    partial = json_base.with_name(f"{json_base.stem}.recording.json")
-    check_writable([*outputs.values(), *(p for p in (save_recording or partial, runs_path) if p)])
+    partial = recording_beside(json_base)
+    if shard is not None:  # merge judges the raw measurements again: always kept
+        save_recording = save_recording or partial
+    shard_workload = workload_beside(save_recording) if shard is not None and save_recording else None
+    check_writable([*outputs.values(), *(p for p in (save_recording or partial, runs_path, shard_workload)
+                                         if p)])
     resume = resume_from(resume_path) if resume_path else None
     budget = Budget(max_total, max_old_server_time, polite,
                     polite_max_lag if polite_max_lag is not None else (30.0 if polite is not None else None))
     stop = Stop()
+    shown = _reporter("compare" if shard is None else f"compare shard {shard[0]}/{shard[1]}", quiet)
     with signals(stop):
-        result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
-                            limits=_limits(statement_timeout, lock_timeout), progress=_progress(quiet),
-                            generic=generic, redact=redact, check_results=check_results,
-                            save_recording=save_recording, runs=runs_path,
-                            policy=Policy(writes, max_query_ms, allow_same_cluster), budget=budget,
-                            stop=stop, resume=resume, partial_recording=partial)
+        try:
+            result = do_compare(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds,
+                                limits=_limits(statement_timeout, lock_timeout), progress=shown.message,
+                                generic=generic, redact=redact, check_results=check_results,
+                                save_recording=save_recording, runs=runs_path,
+                                policy=Policy(writes, max_query_ms, allow_same_cluster), budget=budget,
+                                stop=stop, resume=resume, partial_recording=partial, on_step=shown.step,
+                                shard=shard, save_workload=shard_workload)
+        finally:
+            shown.close()
         context = context_of(result)
         if verify_fixes and result.stopped is None:
             from planguard.verify import verify
@@ -396,11 +426,13 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
               help="stale_stats when rows modified since ANALYZE exceed this fraction.")
 @click.option("--max-scan-mb", type=click.IntRange(min=0), default=128, show_default=True,
               help="Read max(column) for a sequence check without an index only on smaller tables.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_safety_options
 @handle_errors
 def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
           formats: tuple[str, ...], md_path: Path | None, junit_path: Path | None, fail_on: str,
-          max_scan_mb: int, statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
+          max_scan_mb: int, quiet: bool, statement_timeout: int, lock_timeout: int,
+          **threshold_flags: Any) -> None:
     """Compare OLD's and NEW's catalogs: the checklist for minutes before the switch.
 
     OLD is a DSN, or a workload file captured from it: its catalog as recorded then
@@ -418,8 +450,13 @@ def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
     given = {"html": html, "json": json_path, "md": md_path, "junit": junit_path}
     outputs = _outputs(formats, "check", given)
     check_writable(list(outputs.values()))
-    result = do_check(old_dsn, new_dsn, thresholds=load_thresholds(threshold_flags),
-                      limits=_limits(statement_timeout, lock_timeout), max_scan_bytes=max_scan_mb << 20)
+    shown = _reporter("check", quiet)
+    try:
+        result = do_check(old_dsn, new_dsn, thresholds=load_thresholds(threshold_flags),
+                          limits=_limits(statement_timeout, lock_timeout), max_scan_bytes=max_scan_mb << 20,
+                          on_step=shown.step)
+    finally:
+        shown.close()
     context = context_of(result)
     paths = write_context(context, outputs, fail_on)
     _print_verdict(result.verdict.decision, result.verdict.reasons)
@@ -456,6 +493,46 @@ def report(result_path: Path, fmt: str, output: Path | None, fail_on: str) -> No
         output.write_text(text, encoding="utf-8")
         click.echo(f"{context['verdict']}: {fmt} report of {result_path} -> {output}")
     _exit(context, fail_on, err=output is None)
+
+
+@main.command()
+@click.argument("result_paths", metavar="RESULT.json...", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
+@click.option("-o", "--output", "html", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML report (default: reports/<workload name>.html).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON report (default: reports/<workload name>.json).")
+@_output_options
+@handle_errors
+def merge(result_paths: tuple[Path, ...], html: Path | None, json_path: Path | None,
+          formats: tuple[str, ...], md_path: Path | None, junit_path: Path | None, fail_on: str) -> None:
+    """Merge the results of every shard of one comparison into one verdict and report.
+
+    RESULT.json... are the JSON reports 'planguard compare --shard I/N' wrote, one per shard,
+    with the recording and workload each wrote next to it.  Their measurements are joined and
+    judged again, exactly as one unsharded run on them would be (the catalog checks come from
+    shard 1).  Refuses shards of different workloads, a different N, duplicate or missing
+    shards, other thresholds or other clusters.  No database is needed.  Exit code 0 GO,
+    1 NO-GO, 2 error.
+    """
+    from planguard.report import check_writable, context_of, write_context
+    from planguard.shard import merge as do_merge
+
+    first = result_paths[0].name.removesuffix(".json")
+    stem = first.rsplit("-shard-", 1)[0] if "-shard-" in first else "merged"
+    outputs = _outputs(formats, stem, {"html": html, "json": json_path, "md": md_path, "junit": junit_path})
+    check_writable(list(outputs.values()))
+    result = do_merge(list(result_paths))
+    context = context_of(result)
+    paths = write_context(context, outputs, fail_on)
+    _print_verdict(result.verdict.decision, result.verdict.reasons)
+    click.echo(f"  merged {len(result_paths)} shards: {len(result.statements)} statements")
+    if result.stopped is not None:
+        click.echo(f"  partial: {result.stopped.reason}")
+    if result.coverage is not None:
+        click.echo(f"  {result.coverage.text()}")
+    click.echo(_written(paths))
+    _exit(context, fail_on)
 
 
 @main.command(name="verify")

@@ -18,14 +18,17 @@ from pathlib import Path
 from planguard import db, runner
 from planguard.analysis import export_runs
 from planguard.budget import Budget
+from planguard.catalog.readiness import gather_all
 from planguard.config import Thresholds
 from planguard.interrupt import Stop
 from planguard.judge import comparison_of
 from planguard.model import Comparison
 from planguard.preflight import preflight
+from planguard.progress import OnStep
 from planguard.recording import Recording
 from planguard.safety import Policy, effective_writes, screened
 from planguard.sampling import fill_values, needs_values
+from planguard.shard import ran_as, select
 from planguard.workload import Workload
 
 Progress = Callable[[str], None]
@@ -37,7 +40,8 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             check_results: bool = False, save_recording: Path | None = None,
             runs: Path | None = None, policy: Policy | None = None, budget: Budget | None = None,
             stop: Stop | None = None, resume: Recording | None = None,
-            partial_recording: Path | None = None) -> Comparison:
+            partial_recording: Path | None = None, on_step: OnStep | None = None,
+            shard: tuple[int, int] | None = None, save_workload: Path | None = None) -> Comparison:
     """Run ``workload`` on both clusters in lockstep and return the full comparison.
 
     ``save_recording``: also keep what both clusters answered (every run's plan and timing,
@@ -47,7 +51,12 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
     ``budget``: time and load limits (``planguard.interrupt.Budget``); ``stop``: set from
     elsewhere (a signal) to end the run early.  A run that ends early is judged as it
     stands (``Comparison.stopped``) and its recording saved to ``save_recording`` or
-    ``partial_recording``, from which ``resume`` completes it later.
+    ``partial_recording``, from which ``resume`` completes it later.  ``on_step``: progress
+    (``planguard.progress.Step``) after each statement.
+
+    ``shard``: (I, N), run only shard I of N (``planguard.shard.select``); only shard 1 reads
+    and judges the catalog checks.  ``save_workload``: also save the whole workload with this
+    run's statements as they ran (values filled, screened), which ``planguard merge`` joins.
     """
     thresholds = thresholds or Thresholds()
     limits = limits or db.SessionLimits()
@@ -55,6 +64,14 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     redact = redact or workload.redacted
+    full, info = workload, None
+    if shard is not None:
+        workload, info = select(workload, *shard)
+        if progress:
+            progress(f"shard {info.index} of {info.count}: {len(workload.statements)} of "
+                     f"{len(full.statements)} statements"
+                     + ("; the catalog checks run here" if info.catalog_checks else
+                        "; the catalog checks run in shard 1"))
     old_side, new_side = preflight(old_dsn, new_dsn, workload, limits,
                                    allow_same_cluster=policy.allow_same_cluster)
     replica = old_side.in_recovery or new_side.in_recovery
@@ -71,13 +88,16 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
                 workload = fill_values(conn, workload, database=dbname)
     rec = runner.run(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds, limits=limits,
                      progress=progress, generic=generic, redact=redact, check_results=check_results,
-                     writes=writes, stop=stop, budget=budget, resume=resume)
+                     writes=writes, stop=stop, budget=budget, resume=resume, on_step=on_step,
+                     read_catalog=gather_all if info is None or info.catalog_checks else None)
     kept = save_recording or (partial_recording if rec.stopped else None)
     if kept is not None:
         rec.save(kept)
+    if save_workload is not None:
+        ran_as(full, workload).save(save_workload)
     if runs is not None:
         export_runs(rec, workload, runs)
     result = comparison_of(workload, rec, thresholds, repeat=repeat, redact=redact,
                            started_at=started.isoformat(timespec="seconds"), duration_s=time.monotonic() - t0)
     return replace(result, policy=replace(policy, writes=writes), budget=budget or Budget(),
-                   recording=str(kept.resolve()) if kept is not None else None)
+                   recording=str(kept.resolve()) if kept is not None else None, shard=info)

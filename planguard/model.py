@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from planguard.budget import Budget
 from planguard.calls import SEVERITY, Call
@@ -26,6 +27,9 @@ from planguard.safety import Policy
 from planguard.timing import NoiseFloor
 from planguard.verdict import Verdict
 from planguard.workload import Statement, Workload
+
+if TYPE_CHECKING:
+    from planguard.shard import ShardInfo
 
 
 @dataclass(frozen=True)
@@ -317,6 +321,7 @@ class Comparison:
     budget: Budget | None = None
     recording: str | None = None  # where what both clusters answered was saved (--resume reads it)
     kept: int = 0  # parameter sets taken from the recording a resumed run completed
+    shard: ShardInfo | None = None  # compare --shard I/N: which slice this result judged
 
     @property
     def partial(self) -> bool:

@@ -77,6 +77,7 @@ from planguard.measure import (
 from planguard.params import render, result_shape
 from planguard.plan import Plan, reads_by_relation
 from planguard.planning import statement_plan
+from planguard.progress import OnStep, Step
 from planguard.recording import (
     BUDGET,
     CONFIRM,
@@ -95,6 +96,7 @@ from planguard.timing import NoiseFloor, noise_floor
 from planguard.workload import Statement, Workload
 
 Progress = Callable[[str], None]
+ReadCatalog = Callable[[psycopg.Connection], ClusterSnapshot]
 Item = tuple[Key, str | None, Statement, tuple[str | None, ...]]
 
 POLL_S = 0.2  # how often the coordinator looks at a stop request while both work
@@ -149,8 +151,9 @@ class _Worker:
     """
 
     def __init__(self, label: str, dsn: str, limits: db.SessionLimits, multi: bool,
-                 record: SideRecord | None = None) -> None:
+                 record: SideRecord | None = None, read_catalog: ReadCatalog | None = gather_all) -> None:
         self.label, self.dsn, self.limits, self.multi = label, dsn, limits, multi
+        self.read_catalog = read_catalog
         self.record = record or SideRecord()
         self._conns: dict[str | None, psycopg.Connection] = {}
         self._generic: dict[Key, GenericPlan] = {}
@@ -223,12 +226,13 @@ class _Worker:
         raise error
 
     # -- steps (on the worker's thread) --------------------------------------------------
-    def open(self, dbname: str | None) -> tuple[ServerInfo, str, ClusterSnapshot]:
-        """Connect to ``dbname``; the server, and its catalog (the readiness snapshot)."""
+    def open(self, dbname: str | None) -> tuple[ServerInfo, str, ClusterSnapshot | None]:
+        """Connect to ``dbname``; the server, and its catalog (the readiness snapshot; None
+        when this run reads no catalog)."""
         conn = self._conn(dbname)
         info = ServerInfo(self.label, db.server_version(conn), db.server_version_num(conn),
                           db.redact_dsn(self.dsn), db.identity(conn))
-        snapshot = gather_all(conn)
+        snapshot = self.read_catalog(conn) if self.read_catalog else None
         if conn.closed:  # each family's read failed on a lost session: not a catalog finding
             raise ConnectionFailed("lost the connection while reading the catalog")
         return info, str(conn.info.dbname), snapshot
@@ -541,7 +545,8 @@ class _Coordinator:
                     f"{side.name} now runs PostgreSQL {info.version}, the recording being resumed was "
                     f"taken on {known.version}: start the comparison afresh, without --resume")
             side.record.info = info
-            side.record.readiness[name] = snapshot  # always read afresh: the catalog of now
+            if snapshot is not None:
+                side.record.readiness[name] = snapshot  # always read afresh: the catalog of now
 
     def plan(self, dbname: str | None, stmt: Statement) -> None:
         if all(stmt.key in s.record.plan_only for s in (self.old, self.new)):
@@ -563,6 +568,29 @@ class _Coordinator:
             side.record.digests[(stmt.key, label)] = answer
 
 
+class _Steps:
+    """``on_step`` told as each statement is finished: done, total, regressions so far (a
+    statement counts once, when it is finished)."""
+
+    def __init__(self, on_step: OnStep | None, co: _Coordinator, todo: list[Item], total: int) -> None:
+        self.on_step, self.co, self.todo, self.total = on_step, co, todo, total
+        self.done = self.regressions = self.mark = 0
+        self.last: Statement | None = None
+
+    def next(self, stmt: Statement | None) -> None:
+        """``stmt`` starts (None: the last one is finished)."""
+        if self.on_step is None:
+            return
+        if self.last is None and self.done == 0:
+            self.on_step(Step(0, self.total))  # started
+        if self.last is not None:
+            self.done += 1
+            calls = (self.co.call(t[0]) for t in self.todo[self.mark:])
+            self.regressions += any(c is not None and c.status == "regressed" for c in calls)
+            self.on_step(Step(self.done, self.total, self.regressions, self.last.short_id))
+        self.last, self.mark = stmt, len(self.todo)
+
+
 def _check_resumable(resume: Recording, workload: Workload) -> None:
     """A recording resumed belongs to this workload: every parameter set it holds is one."""
     known = {(s.key, ps.label) for s in workload.statements for ps in param_sets_of(s)}
@@ -579,7 +607,8 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
         limits: db.SessionLimits, progress: Progress | None = None, generic: bool = True,
         redact: bool = False, check_results: bool = False, writes: str = "rollback",
         stop: Stop | None = None, budget: Budget | None = None,
-        resume: Recording | None = None) -> Recording:
+        resume: Recording | None = None, on_step: OnStep | None = None,
+        read_catalog: ReadCatalog | None = gather_all) -> Recording:
     """Run ``workload`` on both clusters in lockstep and record what each answered.
 
     ``workload``: already screened (``planguard.safety.screen``: a statement with a
@@ -595,8 +624,8 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
         _check_resumable(resume, workload)
     databases: Sequence[str | None] = workload.databases or (None,)
     multi = len(databases) > 1  # then each statement runs in the database it was captured in
-    old = _Worker("old", old_dsn, limits, multi, resume.old.kept() if resume else None)
-    new = _Worker("new", new_dsn, limits, multi, resume.new.kept() if resume else None)
+    old = _Worker("old", old_dsn, limits, multi, resume.old.kept() if resume else None, read_catalog)
+    new = _Worker("new", new_dsn, limits, multi, resume.new.kept() if resume else None, read_catalog)
     co = _Coordinator(old, new, thresholds, repeat, stop, budget, progress)
     stopped: Stopped | None = None
     kept = sum(1 for k in old.record.runs if co.done(k))
@@ -605,14 +634,16 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
         if resume is not None and progress:
             progress(f"resuming: {kept} parameter sets already measured are kept")
         todo: list[Item] = []
+        steps = _Steps(on_step, co, todo, len(workload.statements))
         done = 0
         for dbname in databases:
             mine = [s for s in workload.statements if (s.database or workload.source.database) == dbname]
             co.open(dbname)
             for stmt in mine:
                 done += 1
-                if progress:
+                if progress and not on_step:
                     progress(f"[{done}/{len(workload.statements)}] {stmt.short_id} {stmt.query[:60]!r}")
+                steps.next(stmt)
                 if refusal(stmt) is not None:
                     continue  # never sent, not even as a plan
                 if stmt.skip_reason:
@@ -635,6 +666,7 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
                     # The plan cache decides from the custom plans of the calls it sees, mostly
                     # typical ones: the first (typical) set stands for them.
                     co.auto(dbname, stmt, sets[0].values)
+        steps.next(None)
         confirm = [t for t in todo if co.large_same_plan(t[0])]
         if confirm and progress:
             progress(f"confirming {len(confirm)} same-plan slowdown(s) in a second round of pairs")

@@ -252,6 +252,14 @@ def _safety(c: Comparison) -> dict[str, Any] | None:
             "retries": c.retries, "paused_s": round(c.paused_s, 1), "kept_from_resume": c.kept}
 
 
+def _shard(c: Comparison) -> dict[str, Any] | None:
+    sh = c.shard
+    if sh is None:
+        return None
+    return {"index": sh.index, "count": sh.count, "workload": sh.workload,
+            "catalog_checks": sh.catalog_checks}
+
+
 def to_dict(c: Comparison) -> dict[str, Any]:
     """The report as plain data: the JSON contract, and the HTML template's context."""
     statements = [_statement(r, c.redacted) for r in c.statements]
@@ -300,6 +308,7 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "partial": _partial(c),
         "safety": _safety(c),
         "recording": c.recording,
+        "shard": _shard(c),
         "statements": statements,
         "findings": _findings(c.findings),
         "fix_script": _fix_script(c.findings, c.tables),
@@ -335,6 +344,7 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
         "partial": None,
         "safety": None,
         "recording": None,
+        "shard": None,
         "statements": [],
         "findings": _findings(result.findings),
         "verification": None,
