@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from planguard.budget import Budget
 from planguard.calls import SEVERITY, Call
@@ -27,9 +26,6 @@ from planguard.safety import Policy
 from planguard.timing import NoiseFloor
 from planguard.verdict import Verdict
 from planguard.workload import Statement, Workload
-
-if TYPE_CHECKING:
-    from planguard.shard import ShardInfo
 
 
 @dataclass(frozen=True)
@@ -294,6 +290,22 @@ class Load:
     executions: int
     server_ms: float  # their planning plus execution time
     reconnects: int = 0  # sessions lost and opened again
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """Which slice a comparison ran (``compare --shard I/N``, ``planguard.shard``): shard
+    ``index`` (1-based) of ``count``, of the workload whose identity is ``workload``
+    (``planguard.shard.workload_id``); ``catalog_checks``: this shard read and judged the
+    catalog checks (shard 1 only)."""
+
+    index: int
+    count: int
+    workload: str
+
+    @property
+    def catalog_checks(self) -> bool:
+        return self.index == 1
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from planguard.budget import Budget
 from planguard.config import Thresholds
 from planguard.errors import PlanguardError
 from planguard.judge import comparison_of
-from planguard.model import Comparison
+from planguard.model import Comparison, ShardInfo
 from planguard.recording import Recording, SideRecord, Stopped, param_sets_of
 from planguard.report import load_result
 from planguard.safety import Policy
@@ -44,23 +44,7 @@ class ShardError(PlanguardError):
     """A shard that cannot be run or merged (bad ``--shard``, results that do not belong together)."""
 
 
-@dataclass(frozen=True)
-class ShardInfo:
-    """Which slice a comparison ran: shard ``index`` (1-based) of ``count``, of the workload
-    whose identity is ``workload`` (``workload_id``); ``catalog_checks``: this shard read and
-    judged the catalog checks (shard 1 only)."""
-
-    index: int
-    count: int
-    workload: str
-
-    @property
-    def catalog_checks(self) -> bool:
-        return self.index == 1
-
-    @property
-    def label(self) -> str:
-        return f"shard-{self.index}-of-{self.count}"
+__all__ = ["ShardError", "ShardInfo", "cost", "merge", "parse", "select", "split", "workload_id"]
 
 
 def parse(spec: str) -> tuple[int, int]:
