@@ -245,7 +245,7 @@ def capture(dsn: str, *, top: int = 50, order_by: str = "total_time",
                 bindings=bindings, param_sets=sets,
                 skip_reason=reason or ("; ".join(problems) if problems and not sets else None),
             ))
-        if on_step:
+        if on_step and chosen:
             on_step(Step(len(chosen), len(chosen), what="sampled"))
         statements = [replace(s, plan=_old_plan(conns[s.database or str(first.info.dbname)], s, version_num,
                                                 redact))
