@@ -85,8 +85,8 @@ class Silent:
 
 
 class Lines:
-    """Line-oriented progress for CI logs and pipes: at the first step, then at most every
-    ``every_s`` seconds or each ``every_fraction`` of the work, and at the end."""
+    """Line-oriented progress for CI logs and pipes: when the first unit is done, then at most
+    every ``every_s`` seconds or each ``every_fraction`` of the work, and at the end."""
 
     def __init__(self, stream: TextIO, title: str, *, every_s: float = EVERY_S,
                  every_fraction: float = EVERY_FRACTION, clock: Callable[[], float] = time.monotonic) -> None:
@@ -99,6 +99,8 @@ class Lines:
         self._printed: Step | None = None
 
     def step(self, step: Step) -> None:
+        if step.done <= 0:
+            return  # nothing done yet: a run that fails before its first statement stays one line
         now = self.clock()
         due = (self._last_at is None or step.done >= step.total
                or now - self._last_at >= self.every_s
