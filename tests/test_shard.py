@@ -193,3 +193,12 @@ def test_merge_refuses_what_is_not_one_comparison(tmp_path: Path) -> None:
 def test_merge_refuses_an_unsharded_result(tmp_path: Path) -> None:
     res = run("merge", str(OUT / "demo_as_restored.report.json"), cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_a_workload_of_several_databases_is_not_sharded_yet() -> None:
+    workload, _ = _recorded("demo_as_restored")
+    a, b = workload.statements[0], workload.statements[1]
+    two = replace(workload, statements=(replace(a, database="app"), replace(b, database="billing")))
+    with pytest.raises(ShardError, match="spans 2 databases"):
+        select(two, 1, 2)
+    assert select(two, 1, 1)[0] == two  # one shard is the whole workload
