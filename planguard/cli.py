@@ -29,12 +29,12 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
     return lambda message: click.echo(f"  {message}", err=True)
 
 
-def _reporter(title: str, quiet: bool) -> Any:
+def _reporter(title: str, quiet: bool, noun: str = "regression") -> Any:
     """Progress on stderr (``planguard.progress``): a bar on a terminal, quiet lines in CI or
     when piped, nothing with --quiet."""
     from planguard.progress import reporter
 
-    return reporter(title, quiet=quiet)
+    return reporter(title, quiet=quiet, noun=noun)
 
 
 def _fail(message: str) -> None:
@@ -450,7 +450,7 @@ def check(old_dsn: str, new_dsn: str, html: Path | None, json_path: Path | None,
     given = {"html": html, "json": json_path, "md": md_path, "junit": junit_path}
     outputs = _outputs(formats, "check", given)
     check_writable(list(outputs.values()))
-    shown = _reporter("check", quiet)
+    shown = _reporter("check", quiet, noun="blocker")
     try:
         result = do_check(old_dsn, new_dsn, thresholds=load_thresholds(threshold_flags),
                           limits=_limits(statement_timeout, lock_timeout), max_scan_bytes=max_scan_mb << 20,

@@ -57,9 +57,14 @@ def _duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def line(step: Step, elapsed_s: float, title: str) -> str:
-    """One line of progress: ``compare: 12/40 statements (30%), 2 regressions, ETA 1m20s``."""
-    regressions = f", {step.regressions} regression{'s' if step.regressions != 1 else ''}"
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def line(step: Step, elapsed_s: float, title: str, noun: str = "regression") -> str:
+    """One line of progress: ``compare: 12/40 (30%), 2 regressions, ETA 1m20s, 0m36s elapsed``
+    (``noun``: what ``Step.regressions`` counts, e.g. ``blocker`` for check)."""
+    regressions = f", {_count(step.regressions, noun)}"
     eta = "" if step.done >= step.total else f", ETA {_duration(eta_s(step, elapsed_s))}"
     return (f"{title}: {step.done}/{step.total} ({step.fraction:.0%}){regressions}{eta}, "
             f"{_duration(elapsed_s)} elapsed")
@@ -89,8 +94,9 @@ class Lines:
     every ``every_s`` seconds or each ``every_fraction`` of the work, and at the end."""
 
     def __init__(self, stream: TextIO, title: str, *, every_s: float = EVERY_S,
-                 every_fraction: float = EVERY_FRACTION, clock: Callable[[], float] = time.monotonic) -> None:
-        self.stream, self.title, self.clock = stream, title, clock
+                 every_fraction: float = EVERY_FRACTION, clock: Callable[[], float] = time.monotonic,
+                 noun: str = "regression") -> None:
+        self.stream, self.title, self.clock, self.noun = stream, title, clock, noun
         self.every_s, self.every_fraction = every_s, every_fraction
         self.started = clock()
         self._last_at: float | None = None
@@ -110,7 +116,7 @@ class Lines:
             self._print(step, now)
 
     def _print(self, step: Step, now: float) -> None:
-        self.stream.write(f"  {line(step, now - self.started, self.title)}\n")
+        self.stream.write(f"  {line(step, now - self.started, self.title, self.noun)}\n")
         self.stream.flush()
         self._last_at, self._last_fraction, self._printed = now, step.fraction, step
 
@@ -126,7 +132,7 @@ class Lines:
 class Bar:
     """A live progress bar on a terminal (``rich``): done/total, regressions so far, ETA."""
 
-    def __init__(self, stream: TextIO, title: str, console: Any = None) -> None:
+    def __init__(self, stream: TextIO, title: str, console: Any = None, noun: str = "regression") -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -143,10 +149,10 @@ class Bar:
                                   TimeRemainingColumn(), TimeElapsedColumn(), console=self.console,
                                   transient=False)
         self._task: Any = None
-        self.title = title
+        self.title, self.noun = title, noun
 
     def step(self, step: Step) -> None:
-        regressions = f"{step.regressions} regression{'s' if step.regressions != 1 else ''}"
+        regressions = _count(step.regressions, self.noun)
         if self._task is None:
             self._progress.start()
             self._task = self._progress.add_task(self.title, total=step.total, regressions=regressions)
@@ -166,7 +172,7 @@ def is_ci(env: Mapping[str, str]) -> bool:
 
 
 def reporter(title: str, *, quiet: bool = False, stream: TextIO | None = None,
-             env: Mapping[str, str] | None = None) -> Reporter:
+             env: Mapping[str, str] | None = None, noun: str = "regression") -> Reporter:
     """The reporter for ``stream`` (default stderr): nothing when ``quiet``, a bar on a terminal,
     throttled lines in CI or when piped."""
     if quiet:
@@ -175,5 +181,5 @@ def reporter(title: str, *, quiet: bool = False, stream: TextIO | None = None,
     env = os.environ if env is None else env
     tty = bool(getattr(stream, "isatty", lambda: False)())
     if tty and not is_ci(env):
-        return Bar(stream, title)
-    return Lines(stream, title)
+        return Bar(stream, title, noun=noun)
+    return Lines(stream, title, noun=noun)

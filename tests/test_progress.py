@@ -29,6 +29,7 @@ def test_a_step_knows_its_fraction_and_eta() -> None:
     assert text == "compare: 12/40 (30%), 2 regressions, ETA 1m24s, 0m36s elapsed"
     assert "ETA" not in line(Step(40, 40, 1), 100.0, "compare")
     assert "1 regression," in line(Step(40, 40, 1), 100.0, "compare")
+    assert "check: 1/1 (100%), 2 blockers," in line(Step(1, 1, 2), 1.0, "check", "blocker")
 
 
 def test_lines_are_throttled_by_time_and_by_share_of_the_work() -> None:
