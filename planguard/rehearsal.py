@@ -189,6 +189,8 @@ class Tick:
 
 @dataclass(frozen=True)
 class StatementLoad:
+    """One statement over one step: what was asked, served and failed, and how long it took."""
+
     key: str
     short_id: str
     query: str

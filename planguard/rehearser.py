@@ -122,9 +122,9 @@ def refusal(activity_sessions: int, active: int, limit: int) -> str | None:
 class _Replay:
     """One rehearsal's pool, monitoring session and steps."""
 
-    def __init__(self, dsn: str, workload: Workload, plan: Plan, opts: RehearseOptions, stop: Stop,
+    def __init__(self, dsn: str, plan: Plan, opts: RehearseOptions, stop: Stop,
                  monitor: psycopg.Connection, progress: Callable[[Progress], None] | None) -> None:
-        self.dsn, self.workload, self.plan, self.opts, self.stop = dsn, workload, plan, opts, stop
+        self.dsn, self.plan, self.opts, self.stop = dsn, plan, opts, stop
         self.monitor, self.progress = monitor, progress
         self.database = str(monitor.info.dbname)
         self.writes = [needs_rollback(t.statement.query) for t in plan.targets]
@@ -421,7 +421,7 @@ def rehearse(dsn: str, workload: Workload, *, options: RehearseOptions | None = 
         tell(f"rehearsing {len(plan.targets)} statements on {db.redact_dsn(dsn)} at "
              f"{', '.join(f'{r:g}x' for r in o.rates)} of {plan.total_rate:,.1f} calls/s, "
              f"{o.duration_s:g} s each, over {plan.connections} connections")
-        replay = _Replay(dsn, workload, plan, o, stop, monitor, progress)
+        replay = _Replay(dsn, plan, o, stop, monitor, progress)
         stop.active = True
         try:
             steps = asyncio.run(replay.run())

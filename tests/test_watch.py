@@ -24,6 +24,7 @@ from planguard.watch import (
     WatchState,
     observe,
 )
+from tests.browser import opened
 
 WORKLOAD = Path(__file__).parent / "fixtures" / "recordings" / "demo_as_restored.workload.json"
 K1, K2 = (10, 5, 111, True), (10, 5, 222, True)
@@ -159,12 +160,7 @@ def test_outputs_render_the_same_interval(state: WatchState, tmp_path: Path) -> 
 
 @pytest.mark.browser
 def test_the_snapshot_reads_in_a_browser(state: WatchState, tmp_path: Path) -> None:
-    import shutil
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("chromium is not installed (make sysdeps installs it as root)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     for ms in (0.04, 150.0, 180.0):
         iv = interval_of(state, ms, calls=200)
@@ -172,18 +168,9 @@ def test_the_snapshot_reads_in_a_browser(state: WatchState, tmp_path: Path) -> N
     path.write_text(render_snapshot(snapshot_context(
         list(state.history), dsn="host=new", baseline="app.json", started_at="t0", stopped="test", explains=1,
         catalog_reads=1, reconnects=0, events=[])), encoding="utf-8")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(path.as_uri())
+    with opened(path) as page:
         expect(page.locator("section.verdict .call")).to_have_text(iv.call.verdict)
         expect(page.locator("tbody tr").first.locator("td.state")).to_have_text("regressed")
         box = page.locator("svg").first.bounding_box()
         card = page.locator(".card").first.bounding_box()
         assert box and card and box["x"] + box["width"] <= card["x"] + card["width"] + 1  # the chart fits its card
-        page.screenshot(path=str(tmp_path / "watch.png"), full_page=True)
-        browser.close()
-    assert errors == []
