@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -39,7 +40,7 @@ class PlanFormatError(ValueError):
     """The input is not EXPLAIN (FORMAT JSON) output."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanNode:
     node_type: str
     relation: str | None = None  # schema-qualified when EXPLAIN VERBOSE gave the schema
@@ -59,9 +60,12 @@ class PlanNode:
 
     def walk(self) -> Iterator[PlanNode]:
         """This node and all below it, depth first, children in plan order."""
-        yield self
-        for child in self.children:
-            yield from child.walk()
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            if node.children:
+                stack.extend(reversed(node.children))
 
     @property
     def q_error(self) -> float | None:
@@ -127,7 +131,19 @@ class Plan:
     jit: Mapping[str, Any] | None = None
 
     def nodes(self) -> Iterator[PlanNode]:
-        return self.root.walk()
+        """Every node, depth first, children in plan order."""
+        return iter(self.flat)
+
+    @cached_property
+    def flat(self) -> tuple[PlanNode, ...]:
+        """Every node in the order of ``nodes()``, listed once per plan (a plan never changes)."""
+        return tuple(self.root.walk())
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """``shape_fingerprint(self)``, computed once."""
+        canon = json.dumps(_shape(self.root), separators=(",", ":"))
+        return hashlib.sha1(canon.encode()).hexdigest()[:16]
 
     @property
     def shared_buffers(self) -> int:
@@ -151,7 +167,7 @@ class Plan:
 
 
 def _node(d: Mapping[str, Any]) -> PlanNode:
-    if not isinstance(d, Mapping) or "Node Type" not in d:
+    if not isinstance(d, (dict, Mapping)) or "Node Type" not in d:
         raise PlanFormatError("a plan node without 'Node Type'")
     relation = d.get("Relation Name")
     if relation and d.get("Schema"):
@@ -231,8 +247,7 @@ def _shape(node: PlanNode) -> list[Any]:
 
 def shape_fingerprint(plan: Plan) -> str:
     """A short hash of the plan's shape, independent of costs, rows and timings."""
-    canon = json.dumps(_shape(plan.root), separators=(",", ":"))
-    return hashlib.sha1(canon.encode()).hexdigest()[:16]
+    return plan.fingerprint
 
 
 def indexes_used(plan: Plan) -> tuple[str, ...]:
