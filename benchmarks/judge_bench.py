@@ -191,7 +191,8 @@ def _report(workdir: Path) -> None:
     from planguard.report import to_dict
 
     result = comparison_of(load(workdir / "bench.workload.json"),
-                           Recording.load(workdir / "bench.recording.json"), Thresholds(), repeat=5, redact=False, started_at="bench", duration_s=0.0)
+                           Recording.load(workdir / "bench.recording.json"), Thresholds(), repeat=5,
+                           redact=False, started_at="bench", duration_s=0.0)
     (workdir / "bench.report.json").write_text(json.dumps(to_dict(result), default=str))
 
 
