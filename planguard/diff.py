@@ -34,7 +34,7 @@ def _scans(plan: Plan) -> dict[str, list[tuple[str, str | None]]]:
     def bitmap_indexes(node: PlanNode) -> list[str]:
         return sorted({n.index_name for n in node.walk() if n.index_name})
 
-    for node in plan.nodes():
+    for node in plan.flat:
         if not node.scan_method or not node.relation:
             continue
         if node.node_type == "Bitmap Heap Scan":
@@ -56,15 +56,13 @@ def _describe_scan(node_type: str, index: str | None) -> str:
     return f"{node_type} using {index}" if index else node_type
 
 
-def _leaf_relations(node: PlanNode) -> frozenset[str]:
-    return frozenset(n.relation for n in node.walk() if n.relation)
-
-
 def _joins(plan: Plan) -> dict[frozenset[str], list[str]]:
     out: dict[frozenset[str], list[str]] = {}
-    for node in plan.nodes():
+    below = None
+    for node in plan.flat:
         if node.node_type in JOIN_NODES:
-            rels = _leaf_relations(node)
+            below = plan.relations_below if below is None else below
+            rels = below[id(node)]
             label = node.node_type + (f" ({node.join_type})" if node.join_type not in (None, "Inner") else "")
             out.setdefault(rels, []).append(label)
     return out
@@ -72,7 +70,7 @@ def _joins(plan: Plan) -> dict[frozenset[str], list[str]]:
 
 def _join_order(plan: Plan) -> list[str]:
     order: list[str] = []
-    for node in plan.nodes():
+    for node in plan.flat:
         if node.scan_method and node.relation and node.relation not in order:
             order.append(node.relation)
     return order
@@ -118,18 +116,19 @@ def diff_plans(old: Plan, new: Plan) -> tuple[Change, ...]:
         changes.append(Change("join_order", f"{' → '.join(o_order)} became {' → '.join(n_order)}"))
 
     def aggs(p: Plan) -> Counter[str]:
-        return Counter(n.label for n in p.nodes() if n.node_type in ("Aggregate", "SetOp"))
+        return Counter(n.label for n in p.flat if n.node_type in ("Aggregate", "SetOp"))
 
-    if aggs(old) != aggs(new):
-        before = ", ".join(sorted(aggs(old))) or "none"
-        after = ", ".join(sorted(aggs(new))) or "none"
+    old_aggs, new_aggs = aggs(old), aggs(new)
+    if old_aggs != new_aggs:
+        before = ", ".join(sorted(old_aggs)) or "none"
+        after = ", ".join(sorted(new_aggs)) or "none"
         changes.append(Change("aggregate_strategy", f"{before} → {after}"))
 
-    def gathers(p: Plan) -> int:
-        return sum(1 for n in p.nodes() if n.node_type in ("Gather", "Gather Merge"))
+    def parallel(p: Plan) -> bool:
+        return any(n.node_type in ("Gather", "Gather Merge") for n in p.flat)
 
-    if bool(gathers(old)) != bool(gathers(new)):
-        where = "NEW only" if gathers(new) else "OLD only"
+    if parallel(old) != parallel(new):
+        where = "NEW only" if parallel(new) else "OLD only"
         changes.append(Change("parallelism", f"parallel plan on {where}"))
     if not changes:
         changes.append(Change("plan_shape", "the plan tree differs (node types or order)"))
@@ -146,23 +145,25 @@ def _worst_estimates(plan: Plan) -> dict[str, tuple[float, PlanNode]]:
     for the whole result, so only underestimates count there.
     """
     out: dict[str, tuple[float, PlanNode]] = {}
-
-    def visit(node: PlanNode, truncated: bool) -> None:
-        q = node.q_error
+    stack = [(plan.root, False)]  # depth first, children in plan order
+    while stack:
+        node, truncated = stack.pop()
         rel = node.relation
-        if q is not None and rel is not None and node.node_type != "Bitmap Index Scan":
+        q = node.q_error if rel is not None and node.node_type != "Bitmap Index Scan" else None
+        if rel is not None and q is not None:
             if truncated and (node.actual_rows or 0) < node.plan_rows:
                 q = 1.0
             if rel not in out or q > out[rel][0]:
                 out[rel] = (q, node)
-        for child in node.children:
-            visit(child, truncated or node.node_type == "Limit")
-
-    visit(plan.root, False)
+        if node.children:
+            below = truncated or node.node_type == "Limit"
+            stack.extend((c, below) for c in reversed(node.children))
     return out
 
 
 def _short_of_workers(node: PlanNode) -> str | None:
+    if "Workers Planned" not in node.raw:
+        return None
     planned, launched = node.raw.get("Workers Planned"), node.raw.get("Workers Launched")
     if isinstance(planned, int) and isinstance(launched, int) and launched < planned:
         return f"launched {launched} of {planned} planned parallel workers"
@@ -191,8 +192,8 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
                 + (f", {before:,.1f}x on OLD)" if before is not None else ")"),
                 relation=rel,
             ))
-    old_scans = {_scan_key(n): n for n in old.nodes() if n.relation and n.scan_method}
-    for node in new.nodes():
+    old_scans = {_scan_key(n): n for n in old.flat if n.relation and n.scan_method}
+    for node in new.flat:
         if not (node.relation and node.scan_method):
             continue
         prior = old_scans.get(_scan_key(node))
@@ -209,17 +210,18 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
             changes.append(Change("loops", f"{_scan_key(node)}: scanned {loops_new:,.0f} times on NEW, "
                                   f"{loops_old:,.0f} on OLD (a nested loop's inner side)",
                                   relation=node.relation))
-    old_short = any(_short_of_workers(n) for n in old.nodes())
-    for node in new.nodes():
+    old_short = any(_short_of_workers(n) for n in old.flat)
+    for node in new.flat:
         short = _short_of_workers(node)
         if short and not old_short:
             changes.append(Change("workers", f"{node.label}: {short} on NEW only (max_parallel_workers "
                                   "or max_worker_processes exhausted?)"))
             break
-    old_spills = {n.spill.split(" ")[0] for n in old.nodes() if n.spill}
-    for node in new.nodes():
-        if node.spill and node.spill.split(" ")[0] not in old_spills:
-            changes.append(Change("spill", f"{node.label}: {node.spill} on NEW only", relation=node.relation))
+    old_spills = {spill.split(" ")[0] for spill in (n.spill for n in old.flat) if spill}
+    for node in new.flat:
+        spill = node.spill
+        if spill and spill.split(" ")[0] not in old_spills:
+            changes.append(Change("spill", f"{node.label}: {spill} on NEW only", relation=node.relation))
     return tuple(changes)
 
 

@@ -42,6 +42,7 @@ from planguard.findings import (
     listing,
     sql_literal,
 )
+from planguard.heap import long_lived
 from planguard.measure import NOT_FINISHED, WARMUP_MAX_RUNS, Measurement, summarize
 from planguard.model import (
     NOT_REACHED,
@@ -472,6 +473,12 @@ def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresh
     ``stopped``: the run ended early; the statements it did not reach are ``skipped`` (not
     reached), the parameter sets it did not finish are not measured, and ``run_stopped`` says
     why, once."""
+    with long_lived():  # the recorded plans live on: no collection needs to walk them
+        return _judge(workload, old_side, new_side, thresholds, stopped)
+
+
+def _judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresholds: Thresholds,
+           stopped: Stopped | None) -> Judgement:
     assert old_side.info and new_side.info
     noise = noise_floor([r.execution_ms for r in runs]
                         for rec in (old_side, new_side) for runs in rec.runs.values())

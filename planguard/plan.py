@@ -34,6 +34,7 @@ SCAN_METHODS = {
     "Custom Scan": "custom",
 }
 JOIN_NODES = {"Nested Loop", "Hash Join", "Merge Join"}
+SPILL_KEYS = ("Sort Method", "Sort Space Type", "Hash Batches", "HashAgg Batches", "Disk Usage")
 
 
 class PlanFormatError(ValueError):
@@ -83,6 +84,8 @@ class PlanNode:
     def spill(self) -> str | None:
         """What went to disk in this node, or None: an external sort, a multi-batch hash."""
         r = self.raw
+        if not any(k in r for k in SPILL_KEYS):  # most nodes: none of the keys that could say so
+            return None
         method = str(r.get("Sort Method", ""))
         if "external" in method or r.get("Sort Space Type") == "Disk":
             return f"sort spilled to disk ({method or 'external'})"
@@ -138,6 +141,20 @@ class Plan:
     def flat(self) -> tuple[PlanNode, ...]:
         """Every node in the order of ``nodes()``, listed once per plan (a plan never changes)."""
         return tuple(self.root.walk())
+
+    @cached_property
+    def relations_below(self) -> dict[int, frozenset[str]]:
+        """``id(node)`` -> the relations of the node and of all below it, for every node."""
+        out: dict[int, frozenset[str]] = {}
+        for node in reversed(self.flat):  # in pre-order a node's children come after it
+            if not node.children:
+                out[id(node)] = frozenset((node.relation,)) if node.relation else frozenset()
+                continue
+            rels = set().union(*(out[id(c)] for c in node.children))
+            if node.relation:
+                rels.add(node.relation)
+            out[id(node)] = frozenset(rels)
+        return out
 
     @cached_property
     def fingerprint(self) -> str:
@@ -237,12 +254,11 @@ def plan_json(plan: Plan) -> list[dict[str, Any]]:
     return [top]
 
 
-def _shape(node: PlanNode) -> list[Any]:
-    return [
-        node.node_type, node.parallel_aware, node.join_type, node.strategy,
-        node.relation, node.index_name, node.parent_relationship,
-        [_shape(c) for c in node.children],
-    ]
+def _shape(node: PlanNode) -> tuple[Any, ...]:
+    # Tuples: json.dumps writes them as lists, and they are quicker to build.
+    return (node.node_type, node.parallel_aware, node.join_type, node.strategy,
+            node.relation, node.index_name, node.parent_relationship,
+            [_shape(c) for c in node.children] if node.children else ())
 
 
 def shape_fingerprint(plan: Plan) -> str:
