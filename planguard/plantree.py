@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from planguard.plan import CONDITION_KEYS, JOIN_NODES, PlanNode, parse_plan
+from planguard.plan import CONDITION_KEYS, JOIN_NODES, Plan, PlanNode, parse_plan
 
 DETAIL_KEYS = (*CONDITION_KEYS, "Sort Key", "Presorted Key", "Group Key", "Hash Key", "Cache Key",
                "Sort Method", "Sort Space Used", "Sort Space Type", "Workers Planned", "Workers Launched",
@@ -44,6 +44,8 @@ class _Node:
     node: PlanNode
     truncated: bool  # below a Limit: it stops early by design
     procs: int = 1  # processes that run it at once (below a Gather: its workers and the leader)
+    kids: list[int] = field(default_factory=list)  # its children's ids, in plan order
+    leaves: frozenset[str] = frozenset()  # the relations of the node and of all below it
 
     @property
     def q_error(self) -> float | None:
@@ -54,19 +56,21 @@ class _Node:
         return n.q_error
 
 
-def _nodes(root: PlanNode) -> list[_Node]:
+def _nodes(plan: Plan) -> list[_Node]:
     out: list[_Node] = []
-
-    def visit(n: PlanNode, parent: int | None, depth: int, truncated: bool, procs: int) -> None:
+    below = plan.relations_below
+    stack: list[tuple[PlanNode, int | None, int, bool, int]] = [(plan.root, None, 0, False, 1)]
+    while stack:  # depth first, children in plan order
+        n, parent, depth, truncated, procs = stack.pop()
         me = len(out)
-        out.append(_Node(me, parent, depth, n, truncated, procs))
+        out.append(_Node(me, parent, depth, n, truncated, procs, leaves=below[id(n)]))
+        if parent is not None:
+            out[parent].kids.append(me)
         if n.node_type in ("Gather", "Gather Merge"):
             launched = n.raw.get("Workers Launched", n.raw.get("Workers Planned", 0))
             procs = (int(launched) if isinstance(launched, int) else 0) + 1
-        for c in n.children:
-            visit(c, me, depth + 1, truncated or n.node_type == "Limit", procs)
-
-    visit(root, None, 0, False, 1)
+        stack.extend((c, me, depth + 1, truncated or n.node_type == "Limit", procs)
+                     for c in reversed(n.children))
     return out
 
 
@@ -84,31 +88,28 @@ def _inclusive_ms(x: _Node) -> float | None:
     return float(t) * max(float(n.actual_loops or 0) / x.procs, min(float(n.actual_loops or 0), 1.0))
 
 
-def _leaves(n: PlanNode) -> frozenset[str]:
-    return frozenset(x.relation for x in n.walk() if x.relation)
-
-
-def _key(n: PlanNode) -> tuple[str, Any]:
+def _key(x: _Node) -> tuple[str, Any]:
     """What a node is matched by on the other side."""
+    n = x.node
     if n.relation and n.scan_method:
         bare = n.relation.rsplit(".", 1)[-1]
         return ("scan", n.relation if n.alias in (None, bare) else f"{n.relation} AS {n.alias}")
     if n.node_type in JOIN_NODES:
-        return ("join", _leaves(n))
+        return ("join", x.leaves)
     if n.node_type == "Bitmap Index Scan":
         return ("bitmap index", n.index_name)
     kind = "aggregate" if n.node_type in ("Aggregate", "Group") else n.node_type
-    return (kind, _leaves(n))
+    return (kind, x.leaves)
 
 
 def _pairs(old: list[_Node], new: list[_Node]) -> dict[int, int]:
     """old id -> new id, in order of appearance within each key."""
     waiting: dict[tuple[str, Any], list[int]] = {}
     for x in new:
-        waiting.setdefault(_key(x.node), []).append(x.id)
+        waiting.setdefault(_key(x), []).append(x.id)
     out: dict[int, int] = {}
     for x in old:
-        queue = waiting.get(_key(x.node))
+        queue = waiting.get(_key(x))
         if queue:
             out[x.id] = queue.pop(0)
     # A bitmap index scan whose index changed still pairs through its paired parent.
@@ -116,14 +117,15 @@ def _pairs(old: list[_Node], new: list[_Node]) -> dict[int, int]:
     for x in old:
         if x.id in out or x.node.node_type != "Bitmap Index Scan" or x.parent not in out:
             continue
-        for y in new:
-            if y.parent == out[x.parent] and y.id not in back and y.node.node_type == "Bitmap Index Scan":
+        for y in (new[i] for i in new[out[x.parent]].kids):
+            if y.id not in back and y.node.node_type == "Bitmap Index Scan":
                 out[x.id], back[y.id] = y.id, x.id
                 break
     return out
 
 
-def _changed(a: PlanNode, b: PlanNode, a_children: list[PlanNode], b_children: list[PlanNode]) -> list[str]:
+def _changed(x: _Node, y: _Node, old: list[_Node], new: list[_Node]) -> list[str]:
+    a, b = x.node, y.node
     out = []
     if a.scan_method or b.scan_method:
         if a.node_type != b.node_type:
@@ -133,7 +135,7 @@ def _changed(a: PlanNode, b: PlanNode, a_children: list[PlanNode], b_children: l
     elif a.node_type in JOIN_NODES or b.node_type in JOIN_NODES:
         if a.node_type != b.node_type:
             out.append("join method")
-        if a_children and b_children and _leaves(a_children[0]) != _leaves(b_children[0]):
+        if x.kids and y.kids and old[x.kids[0]].leaves != new[y.kids[0]].leaves:
             out.append("join order")
     elif a.node_type == "Bitmap Index Scan":
         if a.index_name != b.index_name:
@@ -143,8 +145,16 @@ def _changed(a: PlanNode, b: PlanNode, a_children: list[PlanNode], b_children: l
     return out
 
 
+# Every badge needs one of these keys with a value that is not zero nor empty.
+BADGE_KEYS = ("Rows Removed by Filter", "Rows Removed by Join Filter", "Rows Removed by Index Recheck",
+              "Heap Fetches", "Hash Batches", "HashAgg Batches", "Sort Space Type", "Sort Method",
+              "Temp Read Blocks", "Temp Written Blocks", "Lossy Heap Blocks", "Workers Planned")
+
+
 def _badges(n: PlanNode) -> list[dict[str, str]]:
     r = n.raw
+    if not any(r.get(k) for k in BADGE_KEYS):
+        return []
     loops = float(n.actual_loops or 1)
     out = []
     for key, what in (("Rows Removed by Filter", "filter"), ("Rows Removed by Join Filter", "join filter"),
@@ -282,7 +292,7 @@ def _insights_of(x: _Node, kids: list[_Node]) -> Iterator[tuple[str, str]]:
 def _insights(old: list[_Node] | None, new: list[_Node], back: Mapping[int, int]) -> list[dict[str, Any]]:
     """What NEW's plan shows and OLD's does not, at the paired node (or anywhere, unpaired)."""
     def kids(nodes: list[_Node], i: int) -> list[_Node]:
-        return [x for x in nodes if x.parent == i]
+        return [nodes[k] for k in nodes[i].kids]
 
     old_kinds: dict[int, set[str]] = {}
     anywhere: set[str] = set()
@@ -303,16 +313,15 @@ def _insights(old: list[_Node] | None, new: list[_Node], back: Mapping[int, int]
 
 def plan_pair(old_plan: Mapping[str, Any] | None, new_plan: Mapping[str, Any] | None) -> dict[str, Any]:
     """Both plans as trees, aligned, with NEW's insights (``plan_json`` objects, either may be None)."""
-    old = _nodes(parse_plan({"Plan": old_plan}).root) if old_plan else None
-    new = _nodes(parse_plan({"Plan": new_plan}).root) if new_plan else None
+    old = _nodes(parse_plan({"Plan": old_plan})) if old_plan else None
+    new = _nodes(parse_plan({"Plan": new_plan})) if new_plan else None
     pairs = _pairs(old, new) if old and new else {}
     back = {v: k for k, v in pairs.items()}
     changed_old: dict[int, list[str]] = {}
     changed_new: dict[int, list[str]] = {}
     if old and new:
         for a, b in pairs.items():
-            what = _changed(old[a].node, new[b].node, [x.node for x in old if x.parent == a],
-                            [x.node for x in new if x.parent == b])
+            what = _changed(old[a], new[b], old, new)
             if what:
                 changed_old[a] = changed_new[b] = what
         for x in old:

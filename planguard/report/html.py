@@ -26,6 +26,7 @@ import pglast
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from planguard.heap import long_lived
 from planguard.plantree import plan_pair
 
 _env = Environment(
@@ -197,6 +198,11 @@ def _groups(findings: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, An
 
 def render_html(context: dict[str, Any]) -> str:
     """Render the report from ``planguard.report.json.to_dict`` output."""
+    with long_lived():  # the report's dict lives on: no collection needs to walk it
+        return _render(context)
+
+
+def _render(context: dict[str, Any]) -> str:
     statements = context.get("statements") or []
     data = {"rows": [_row(i, s) for i, s in enumerate(statements)],
             "points": [pt for i, s in enumerate(statements) for pt in _points(i, s)],
