@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.trust
 	$(PY) -m benchmarks.faults
 	$(PY) -m benchmarks.report_bench
+	$(PY) -m benchmarks.judge_bench
 	$(PY) -m benchmarks.watch_bench
 	$(PY) -m benchmarks.rehearse_bench
 

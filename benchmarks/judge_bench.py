@@ -13,9 +13,10 @@ By default each statement keeps one parameter set and one run of its custom plan
 side (10,000 plans for 5,000 statements); ``--sets``, ``--runs`` and ``--generic`` keep more
 of what was recorded (up to 3 sets, 5 runs, the generic-plan runs).
 
-Each figure is taken in a child process of its own (a fresh heap, its peak resident memory
-from ``getrusage``): P3, reading the recording and judging it (calls, plan diffs, findings,
-verdict); P4, rendering the HTML report from the JSON report's dict. Prints one row per
+Each figure is taken in a child process of its own (a fresh heap; peak resident memory from
+/proc/self/status, reset after the input is read): P3, judging the recording (calls, plan
+diffs, findings, verdict) once it is read (reading it is timed apart); P4, rendering the
+HTML report from the JSON report's dict. Prints one row per
 target with the figure, the target, met or not, and the command that reproduces it.
 Asserts nothing.
 """
@@ -144,7 +145,27 @@ def synthetic(n: int, runs_kept: int, sets: int, generic: bool) -> tuple[dict[st
 
 
 def _peak_mb() -> float:
+    """The process's peak resident memory since it started, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _vm(key: str) -> float:
+    """This process's VmRSS or VmHWM (its peak since start or since _reset_peak), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux)
+
+
+def _timed(f: Any) -> tuple[Any, float, float]:
+    """f(), its wall time and its CPU time (the machine may be shared: CPU says what it cost)."""
+    w, c = time.perf_counter(), time.process_time()
+    out = f()
+    return out, time.perf_counter() - w, time.process_time() - c
 
 
 def child(phase: str, workdir: Path) -> dict[str, Any]:
@@ -155,25 +176,24 @@ def child(phase: str, workdir: Path) -> dict[str, Any]:
     from planguard.recording import Recording
     from planguard.report.html import render_html
 
-    baseline = _peak_mb()
     if phase == "judge":
-        t0 = time.perf_counter()
         workload = load(workdir / "bench.workload.json")
-        rec = Recording.load(workdir / "bench.recording.json")
-        t1 = time.perf_counter()
-        result = comparison_of(workload, rec, Thresholds(), repeat=5, redact=False, started_at="bench",
-                               duration_s=0.0)
-        t2 = time.perf_counter()
-        return {"load_s": t1 - t0, "judge_s": t2 - t1, "peak_mb": _peak_mb(), "baseline_mb": baseline,
-                "decision": result.verdict.decision, "statements": len(result.statements),
+        rec, load_s, load_cpu = _timed(lambda: Recording.load(workdir / "bench.recording.json"))
+        load_peak, resident = _vm("VmHWM"), _vm("VmRSS")
+        _reset_peak()
+        result, judge_s, judge_cpu = _timed(lambda: comparison_of(
+            workload, rec, Thresholds(), repeat=5, redact=False, started_at="bench", duration_s=0.0))
+        return {"load_s": load_s, "load_cpu": load_cpu, "judge_s": judge_s, "judge_cpu": judge_cpu,
+                "load_peak_mb": load_peak, "resident_mb": resident, "judge_peak_mb": _vm("VmHWM"),
+                "peak_mb": _peak_mb(), "decision": result.verdict.decision,
+                "statements": len(result.statements),
                 "plans": sum(len(v) for side in (rec.old, rec.new) for v in side.runs.values()),
                 "nodes": _nodes(rec), "findings": len(result.findings)}
     context = json.loads((workdir / "bench.report.json").read_text())
-    t0 = time.perf_counter()
-    page = render_html(context)
-    t1 = time.perf_counter()
-    return {"render_s": t1 - t0, "size_mb": len(page.encode()) / 1e6, "peak_mb": _peak_mb(),
-            "baseline_mb": baseline}
+    _reset_peak()
+    page, render_s, render_cpu = _timed(lambda: render_html(context))
+    return {"render_s": render_s, "render_cpu": render_cpu, "size_mb": len(page.encode()) / 1e6,
+            "peak_mb": _vm("VmHWM")}
 
 
 def _nodes(rec: Any) -> float:
@@ -229,19 +249,24 @@ def main() -> None:
                         "from pathlib import Path; _report(Path(sys.argv[1]))", str(workdir)], check=True)
         h = _run_child("html", workdir)
     rows = [
-        ("P3 judging time (calls, diffs, findings, verdict)", f"{j['judge_s']:.2f} s", "≤ 2 s",
-         j["judge_s"] <= 2),
-        ("P3 peak memory (reading the recording and judging)", f"{j['peak_mb']:,.0f} MB", "≤ 500 MB",
-         j["peak_mb"] <= 500),
-        ("  reading the recording (not judged)", f"{j['load_s']:.2f} s", "–", None),
-        ("P4 HTML render time", f"{h['render_s']:.2f} s", "≤ 5 s", h["render_s"] <= 5),
+        ("P3 judging: calls, diffs, findings, verdict (CPU; wall)",
+         f"{j['judge_cpu']:.2f} s; {j['judge_s']:.2f} s", "≤ 2 s", j["judge_cpu"] <= 2),
+        ("P3 peak memory while judging (the recording in memory)", f"{j['judge_peak_mb']:,.0f} MB",
+         "≤ 500 MB", j["judge_peak_mb"] <= 500),
+        ("  reading the recording file (CPU; wall)", f"{j['load_cpu']:.2f} s; {j['load_s']:.2f} s", "–",
+         None),
+        ("  peak memory reading it; resident after", f"{j['load_peak_mb']:,.0f}; {j['resident_mb']:,.0f} MB",
+         "–", None),
+        ("P4 HTML render (CPU; wall)", f"{h['render_cpu']:.2f} s; {h['render_s']:.2f} s", "≤ 5 s",
+         h["render_cpu"] <= 5),
         ("P4 HTML size", f"{h['size_mb']:.1f} MB", "≤ 15 MB", h["size_mb"] <= 15),
-        ("  render peak memory", f"{h['peak_mb']:,.0f} MB", "–", None),
+        ("  render peak memory (the report's dict in memory)", f"{h['peak_mb']:,.0f} MB", "–", None),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"{'target':<{width}}  {'figure':>10}  {'target':>9}  met")
+    print(f"{'figure':<{width}}  {'value':>18}  {'target':>9}  met")
     for name, fig, target, met in rows:
-        print(f"{name:<{width}}  {fig:>10}  {target:>9}  {'' if met is None else 'yes' if met else 'NO'}")
+        print(f"{name:<{width}}  {fig:>18}  {target:>9}  {'' if met is None else 'yes' if met else 'NO'}")
+    print("(met on CPU time: the machine may be shared; wall time is shown beside it)")
     print(f"reproduce: {cmd}")
 
 

@@ -57,6 +57,7 @@ class PlanNode:
     actual_rows: float | None = None
     actual_loops: float | None = None
     children: tuple[PlanNode, ...] = ()
+    # The node's EXPLAIN object as given, read-only ("Plans" too: its children's objects).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def walk(self) -> Iterator[PlanNode]:
@@ -190,7 +191,6 @@ def _node(d: Mapping[str, Any]) -> PlanNode:
     if relation and d.get("Schema"):
         relation = f"{d['Schema']}.{relation}"
     children = tuple(_node(c) for c in d.get("Plans", ()) or ())
-    raw = {k: v for k, v in d.items() if k != "Plans"}
     return PlanNode(
         node_type=str(d["Node Type"]),
         relation=relation,
@@ -206,12 +206,15 @@ def _node(d: Mapping[str, Any]) -> PlanNode:
         actual_rows=None if d.get("Actual Rows") is None else float(d["Actual Rows"]),
         actual_loops=None if d.get("Actual Loops") is None else float(d["Actual Loops"]),
         children=children,
-        raw=MappingProxyType(raw),
+        raw=MappingProxyType(d),  # a read-only view, not a copy: plans are big and many
     )
 
 
 def parse_plan(explain: Any) -> Plan:
-    """A Plan from EXPLAIN (FORMAT JSON) output: the JSON text, the list, or its one element."""
+    """A Plan from EXPLAIN (FORMAT JSON) output: the JSON text, the list, or its one element.
+
+    The plan reads the objects it is given through read-only views (a node's ``raw`` is its
+    EXPLAIN object, ``"Plans"`` included), it does not copy them: do not change them after."""
     data = explain
     if isinstance(data, (str, bytes)):
         try:
@@ -234,7 +237,7 @@ def parse_plan(explain: Any) -> Plan:
 
 
 def _node_json(node: PlanNode) -> dict[str, Any]:
-    out = dict(node.raw)
+    out = {k: v for k, v in node.raw.items() if k != "Plans"}
     if node.children:
         out["Plans"] = [_node_json(c) for c in node.children]
     return out
@@ -325,7 +328,7 @@ def raw_json(plan: Plan, redact: bool = False) -> dict[str, Any]:
         return value
 
     def walk(node: PlanNode) -> dict[str, Any]:
-        out = {k: clean(k, v) for k, v in node.raw.items()}
+        out = {k: clean(k, v) for k, v in node.raw.items() if k != "Plans"}
         if node.children:
             out["Plans"] = [walk(c) for c in node.children]
         return out
