@@ -138,27 +138,44 @@ def diff_plans(old: Plan, new: Plan) -> tuple[Change, ...]:
 ESTIMATE_ERROR = 10.0  # q-error that names a node as misestimated
 
 
-def _worst_estimates(plan: Plan) -> dict[str, tuple[float, PlanNode]]:
-    """Per relation (scans) the worst q-error and its node.
+@dataclass
+class _RunFacts:
+    """What ``runtime_changes`` reads of one plan, gathered in one walk, in plan order."""
 
-    Below a Limit a scan stops early by design: it returns fewer rows than estimated
-    for the whole result, so only underestimates count there.
-    """
-    out: dict[str, tuple[float, PlanNode]] = {}
+    worst: dict[str, tuple[float, PlanNode]]  # per relation (scans) the worst q-error and its node
+    scans: list[tuple[str, PlanNode]]  # (scan key, node) of every scan of a relation
+    short: list[tuple[PlanNode, str]]  # Gathers short of workers, and what they launched
+    spills: list[tuple[PlanNode, str]]  # what went to disk, and where
+
+
+def _run_facts(plan: Plan) -> _RunFacts:
+    """Below a Limit a scan stops early by design: it returns fewer rows than estimated for
+    the whole result, so only underestimates count there as misestimates."""
+    facts = _RunFacts({}, [], [], [])
+    worst = facts.worst
     stack = [(plan.root, False)]  # depth first, children in plan order
     while stack:
         node, truncated = stack.pop()
         rel = node.relation
-        q = node.q_error if rel is not None and node.node_type != "Bitmap Index Scan" else None
-        if rel is not None and q is not None:
-            if truncated and (node.actual_rows or 0) < node.plan_rows:
-                q = 1.0
-            if rel not in out or q > out[rel][0]:
-                out[rel] = (q, node)
+        if rel is not None:
+            q = node.q_error if node.node_type != "Bitmap Index Scan" else None
+            if q is not None:
+                if truncated and (node.actual_rows or 0) < node.plan_rows:
+                    q = 1.0
+                if rel not in worst or q > worst[rel][0]:
+                    worst[rel] = (q, node)
+            if node.scan_method:
+                facts.scans.append((_scan_key(node), node))
+        short = _short_of_workers(node)
+        if short:
+            facts.short.append((node, short))
+        spill = node.spill
+        if spill:
+            facts.spills.append((node, spill))
         if node.children:
             below = truncated or node.node_type == "Limit"
             stack.extend((c, below) for c in reversed(node.children))
-    return out
+    return facts
 
 
 def _short_of_workers(node: PlanNode) -> str | None:
@@ -180,7 +197,8 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
     ``workers``: a Gather that got fewer parallel workers than it planned.
     """
     changes: list[Change] = []
-    old_q, new_q = _worst_estimates(old), _worst_estimates(new)
+    of, nf = _run_facts(old), _run_facts(new)
+    old_q, new_q = of.worst, nf.worst
     for rel in sorted(new_q):
         q, node = new_q[rel]
         if q >= threshold and old_q.get(rel, (1.0, None))[0] < threshold:
@@ -192,35 +210,29 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
                 + (f", {before:,.1f}x on OLD)" if before is not None else ")"),
                 relation=rel,
             ))
-    old_scans = {_scan_key(n): n for n in old.flat if n.relation and n.scan_method}
-    for node in new.flat:
-        if not (node.relation and node.scan_method):
-            continue
-        prior = old_scans.get(_scan_key(node))
+    old_scans = dict(of.scans)
+    for key, node in nf.scans:
+        prior = old_scans.get(key)
         if prior is None:
             continue
         removed_old = float(prior.raw.get("Rows Removed by Filter", 0) or 0) * (prior.actual_loops or 1)
         removed_new = float(node.raw.get("Rows Removed by Filter", 0) or 0) * (node.actual_loops or 1)
         if removed_new >= 10_000 and removed_new >= 10 * max(removed_old, 1):
-            changes.append(Change("filter_rows", f"{_scan_key(node)}: {removed_new:,.0f} rows read and "
+            changes.append(Change("filter_rows", f"{key}: {removed_new:,.0f} rows read and "
                                   f"thrown away by a filter on NEW, {removed_old:,.0f} on OLD",
                                   relation=node.relation))
         loops_old, loops_new = prior.actual_loops or 0, node.actual_loops or 0
         if loops_new >= 1000 and loops_new >= 10 * max(loops_old, 1):
-            changes.append(Change("loops", f"{_scan_key(node)}: scanned {loops_new:,.0f} times on NEW, "
+            changes.append(Change("loops", f"{key}: scanned {loops_new:,.0f} times on NEW, "
                                   f"{loops_old:,.0f} on OLD (a nested loop's inner side)",
                                   relation=node.relation))
-    old_short = any(_short_of_workers(n) for n in old.flat)
-    for node in new.flat:
-        short = _short_of_workers(node)
-        if short and not old_short:
-            changes.append(Change("workers", f"{node.label}: {short} on NEW only (max_parallel_workers "
-                                  "or max_worker_processes exhausted?)"))
-            break
-    old_spills = {spill.split(" ")[0] for spill in (n.spill for n in old.flat) if spill}
-    for node in new.flat:
-        spill = node.spill
-        if spill and spill.split(" ")[0] not in old_spills:
+    if nf.short and not of.short:
+        node, short = nf.short[0]
+        changes.append(Change("workers", f"{node.label}: {short} on NEW only (max_parallel_workers "
+                              "or max_worker_processes exhausted?)"))
+    old_spills = {spill.split(" ")[0] for _, spill in of.spills}
+    for node, spill in nf.spills:
+        if spill.split(" ")[0] not in old_spills:
             changes.append(Change("spill", f"{node.label}: {spill} on NEW only", relation=node.relation))
     return tuple(changes)
 

@@ -34,7 +34,6 @@ SCAN_METHODS = {
     "Custom Scan": "custom",
 }
 JOIN_NODES = {"Nested Loop", "Hash Join", "Merge Join"}
-SPILL_KEYS = ("Sort Method", "Sort Space Type", "Hash Batches", "HashAgg Batches", "Disk Usage")
 
 
 class PlanFormatError(ValueError):
@@ -85,8 +84,9 @@ class PlanNode:
     def spill(self) -> str | None:
         """What went to disk in this node, or None: an external sort, a multi-batch hash."""
         r = self.raw
-        if not any(k in r for k in SPILL_KEYS):  # most nodes: none of the keys that could say so
-            return None
+        if ("Sort Method" not in r and "Sort Space Type" not in r and "Hash Batches" not in r
+                and "HashAgg Batches" not in r and "Disk Usage" not in r):
+            return None  # most nodes: none of the keys that could say so
         method = str(r.get("Sort Method", ""))
         if "external" in method or r.get("Sort Space Type") == "Disk":
             return f"sort spilled to disk ({method or 'external'})"
