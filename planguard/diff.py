@@ -172,9 +172,12 @@ def _run_facts(plan: Plan) -> _RunFacts:
         spill = node.spill
         if spill:
             facts.spills.append((node, spill))
-        if node.children:
+        children = node.children
+        if len(children) == 1:
+            stack.append((children[0], truncated or node.node_type == "Limit"))
+        elif children:
             below = truncated or node.node_type == "Limit"
-            stack.extend((c, below) for c in reversed(node.children))
+            stack.extend([(c, below) for c in reversed(children)])
     return facts
 
 

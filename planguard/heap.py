@@ -4,8 +4,10 @@ Judging and rendering thousands of statements allocate millions of small objects
 recording's plans (millions more) stay alive throughout. Each full collection the
 allocations trigger walks every one of them and frees nothing: on 5,000 statements of
 50-node plans that is half of the judging time. ``long_lived()`` moves what exists when it
-is entered to the collector's permanent generation (``gc.freeze``) and gives it back when
-the outermost block ends (``gc.unfreeze``); objects made inside are collected as usual.
+is entered to the collector's permanent generation (``gc.freeze``) and pauses the collector
+until the outermost block ends; then it gives them back (``gc.unfreeze``) and lets it run
+again. Memory is still freed as objects lose their last reference; only reference cycles
+made inside the block wait for its end (judging and rendering make next to none).
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _depth = 0
+_was_enabled = True
 
 
 @contextmanager
 def long_lived() -> Iterator[None]:
     """Exclude the objects that exist now from the collector's scans until the block ends."""
-    global _depth
+    global _depth, _was_enabled
     if _depth == 0:
+        _was_enabled = gc.isenabled()
+        gc.disable()
         gc.freeze()
     _depth += 1
     try:
@@ -30,3 +35,5 @@ def long_lived() -> Iterator[None]:
         _depth -= 1
         if _depth == 0:
             gc.unfreeze()
+            if _was_enabled:
+                gc.enable()

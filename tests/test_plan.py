@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 
 import pytest
 
 from planguard.plan import (
     PlanFormatError,
+    PlanNode,
     indexes_used,
     parse_plan,
     relations,
@@ -171,3 +173,58 @@ def test_plans_round_trip_through_their_json() -> None:
         again = parse_plan(plan_json(plan))
         assert again == plan and [n.raw for n in again.nodes()] == [n.raw for n in plan.nodes()], name
         assert render_text(again) == render_text(plan)
+
+
+def _recursive_walk(node: PlanNode) -> Iterator[PlanNode]:
+    yield node
+    for child in node.children:
+        yield from _recursive_walk(child)
+
+
+def test_the_listed_nodes_and_cached_figures_are_what_a_fresh_walk_gives() -> None:
+    """The iterative walk, the node list and the relations below each node (computed once per
+    plan, for speed) give the same answers as walking the tree again; the fingerprint kept on
+    the plan is the one computed from scratch."""
+    import hashlib
+
+    from planguard.plan import _shape
+
+    for name in fixture_names():
+        plan = parse_plan(plan_fixture(name))
+        again = list(_recursive_walk(plan.root))
+        assert [id(n) for n in plan.root.walk()] == [id(n) for n in again], name
+        assert [id(n) for n in plan.nodes()] == [id(n) for n in again] == [id(n) for n in plan.flat], name
+        for node in again:
+            assert plan.relations_below[id(node)] == frozenset(
+                x.relation for x in _recursive_walk(node) if x.relation), name
+        canon = json.dumps(_shape(plan.root), separators=(",", ":"))
+        assert shape_fingerprint(plan) == hashlib.sha1(canon.encode()).hexdigest()[:16], name
+
+
+def test_a_plan_reads_its_json_through_read_only_views_without_copying_it() -> None:
+    """A node's raw is its EXPLAIN object as given ("Plans" too), read-only; the JSON written
+    back carries each child once, under its parent's "Plans"."""
+    from planguard.plan import plan_json, raw_json
+
+    data = plan_fixture("pg18_self_join")
+    plan = parse_plan(data)
+    top = data[0] if isinstance(data, list) else data
+    assert plan.root.raw["Node Type"] == top["Plan"]["Node Type"]
+    with pytest.raises(TypeError):
+        plan.root.raw["Node Type"] = "Seq Scan"  # type: ignore[index]
+    written = plan_json(plan)[0]["Plan"]
+    assert written == top["Plan"] == raw_json(plan)
+
+
+def test_long_lived_blocks_nest_and_give_the_collector_back() -> None:
+    import gc
+
+    from planguard.heap import long_lived
+
+    enabled = gc.isenabled()
+    with long_lived():
+        assert not gc.isenabled() and gc.get_freeze_count() > 0
+        with long_lived():
+            assert not gc.isenabled()
+        assert not gc.isenabled() and gc.get_freeze_count() > 0
+    assert gc.isenabled() == enabled and gc.get_freeze_count() == 0
