@@ -58,19 +58,24 @@ class _Node:
 
 def _nodes(plan: Plan) -> list[_Node]:
     out: list[_Node] = []
-    below = plan.relations_below
     stack: list[tuple[PlanNode, int | None, int, bool, int]] = [(plan.root, None, 0, False, 1)]
     while stack:  # depth first, children in plan order
         n, parent, depth, truncated, procs = stack.pop()
         me = len(out)
-        out.append(_Node(me, parent, depth, n, truncated, procs, leaves=below[id(n)]))
+        out.append(_Node(me, parent, depth, n, truncated, procs))
         if parent is not None:
             out[parent].kids.append(me)
         if n.node_type in ("Gather", "Gather Merge"):
             launched = n.raw.get("Workers Launched", n.raw.get("Workers Planned", 0))
             procs = (int(launched) if isinstance(launched, int) else 0) + 1
-        stack.extend((c, me, depth + 1, truncated or n.node_type == "Limit", procs)
-                     for c in reversed(n.children))
+        stack.extend([(c, me, depth + 1, truncated or n.node_type == "Limit", procs)
+                      for c in reversed(n.children)])
+    for x in reversed(out):  # in pre-order a node's children come after it
+        rel = x.node.relation
+        if x.kids:
+            x.leaves = frozenset().union(*(out[k].leaves for k in x.kids), (rel,) if rel else ())
+        elif rel:
+            x.leaves = frozenset((rel,))
     return out
 
 
@@ -214,12 +219,12 @@ def _initplan_user(x: _Node, nodes: list[_Node]) -> int | None:
     return None
 
 
-def _exclusive(nodes: list[_Node]) -> list[float | None]:
+def _exclusive(nodes: list[_Node], inclusive: list[float | None]) -> list[float | None]:
     """Each node's own time: its time less what ran below it.  An InitPlan or a CTE is charged
     to the node that reads it, whose time includes its evaluation."""
-    excl = [_inclusive_ms(x) for x in nodes]
+    excl = list(inclusive)
     for x in nodes:
-        spent = _inclusive_ms(x)
+        spent = inclusive[x.id]
         if x.parent is None or spent is None:
             continue
         payer = x.parent
@@ -231,12 +236,13 @@ def _exclusive(nodes: list[_Node]) -> list[float | None]:
 
 
 def _tree(nodes: list[_Node], pairs: Mapping[int, int], changed: Mapping[int, list[str]]) -> dict[str, Any]:
-    total = _inclusive_ms(nodes[0])
-    exclusives = _exclusive(nodes)
+    inclusives = [_inclusive_ms(x) for x in nodes]
+    total = inclusives[0]
+    exclusives = _exclusive(nodes, inclusives)
     out = []
     for x in nodes:
         n = x.node
-        inclusive = _inclusive_ms(x)
+        inclusive = inclusives[x.id]
         exclusive = exclusives[x.id]
         q = x.q_error
         rows_est, rows_act = n.plan_rows, n.actual_rows
