@@ -181,6 +181,16 @@ def _run_facts(plan: Plan) -> _RunFacts:
     return facts
 
 
+def _removed_by_filter(node: PlanNode) -> float:
+    return float(node.raw.get("Rows Removed by Filter", 0) or 0) * (node.actual_loops or 1)
+
+
+def _may_change(new: _RunFacts, threshold: float) -> bool:
+    """NEW's plan shows something that ``runtime_changes`` would name if OLD did not show it."""
+    return bool(new.short or new.spills or any(q >= threshold for q, _ in new.worst.values()) or any(
+        _removed_by_filter(n) >= 10_000 or (n.actual_loops or 0) >= 1000 for _, n in new.scans))
+
+
 def _short_of_workers(node: PlanNode) -> str | None:
     if "Workers Planned" not in node.raw:
         return None
@@ -200,7 +210,10 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
     ``workers``: a Gather that got fewer parallel workers than it planned.
     """
     changes: list[Change] = []
-    of, nf = _run_facts(old), _run_facts(new)
+    nf = _run_facts(new)
+    if not _may_change(nf, threshold):
+        return ()  # nothing on NEW could be a change, whatever OLD did: OLD need not be read
+    of = _run_facts(old)
     old_q, new_q = of.worst, nf.worst
     for rel in sorted(new_q):
         q, node = new_q[rel]
@@ -218,8 +231,7 @@ def runtime_changes(old: Plan, new: Plan, threshold: float = ESTIMATE_ERROR) -> 
         prior = old_scans.get(key)
         if prior is None:
             continue
-        removed_old = float(prior.raw.get("Rows Removed by Filter", 0) or 0) * (prior.actual_loops or 1)
-        removed_new = float(node.raw.get("Rows Removed by Filter", 0) or 0) * (node.actual_loops or 1)
+        removed_old, removed_new = _removed_by_filter(prior), _removed_by_filter(node)
         if removed_new >= 10_000 and removed_new >= 10 * max(removed_old, 1):
             changes.append(Change("filter_rows", f"{key}: {removed_new:,.0f} rows read and "
                                   f"thrown away by a filter on NEW, {removed_old:,.0f} on OLD",
