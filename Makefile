@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.judge_bench
 	$(PY) -m benchmarks.watch_bench
 	$(PY) -m benchmarks.rehearse_bench
+	$(PY) -m benchmarks.scale --statements 60
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports/*.html reports/*.json

@@ -7,11 +7,12 @@ times (``planguard.timing``) whether it is slower.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from planguard.config import Thresholds
 from planguard.measure import Measurement
-from planguard.timing import Evidence, NoiseFloor, weigh
+from planguard.timing import EPS_MS, Evidence, NoiseFloor, clearly_same, weigh
 
 STATUSES = ("regressed", "error", "slower_same_plan", "unstable", "plan_changed", "improved",
             "unchanged", "skipped")
@@ -76,7 +77,8 @@ def classify(old: Measurement, new: Measurement, t: Thresholds, noise: NoiseFloo
     same_plan = same_shapes(old, new)
     same_work = same_plan and not more and not fewer
     ev = weigh(old.samples, new.samples, time_ratio=t.time_ratio, min_delta_ms=t.min_time_delta_ms,
-               alpha=t.alpha, noise=noise.factor(old.median_ms) if noise else 1.0, paired=paired)
+               alpha=t.alpha, noise=noise.factor(old.median_ms) if noise else 1.0, paired=paired,
+               deterministic=not same_work)
     work = ("same plan, same buffers" if same_work else
             ("same plan" if same_plan else "different plan")
             + (f", buffers {ob} → {nb} ({nb / max(ob, 1):.1f}×)" if more or fewer else ""))
@@ -90,3 +92,76 @@ def classify(old: Measurement, new: Measurement, t: Thresholds, noise: NoiseFloo
     if not same_plan:
         return Call("plan_changed", reason + ("; not slower" if more else ""), ev, same_work)
     return Call("unchanged", reason, ev, same_work)
+
+
+def settled(old: Measurement, new: Measurement, t: Thresholds, noise: NoiseFloor | None = None,
+            paired: bool = True, calls_per_second: float | None = None, repeat: int | None = None,
+            ) -> bool:
+    """The sequential rule: may measuring this parameter set stop now, more runs being unable
+    to change its call?
+
+    - a side failed: the error is the call;
+    - the work differs (another plan shape, or buffers beyond ``buffers_ratio`` and
+      ``min_buffers_delta``: deterministic) and the time call is already decisive (after 2
+      pairs, every pair beyond the squared bar: ``planguard.timing.weigh``), and, given the
+      statement's production ``calls_per_second``, a slowdown's severity too: every pair's
+      added active sessions on the same side of ``impact_block_aas``, by the root of
+      ``time_ratio`` or the noise floor of NEW's times (what a regression's blocker or
+      warning rests on);
+    - the times are clearly the same (``planguard.timing.clearly_same``): every pair within
+      the square root of the bar, or apart by less than half of ``min_time_delta_ms``;
+    - given ``repeat`` (the pairs the fixed rule takes), a majority of them already has a
+      ratio strictly within ``time_ratio`` either way: the median of ``repeat`` pairs then is
+      too, whatever the others say, so the call can be neither slower, faster nor within
+      the noise (``unchanged``, or ``plan_changed``), exactly as the fixed rule would make it.
+
+    Anything else (a time-only difference, a borderline one) is not settled: it gets the
+    fixed ``repeat`` pairs, then more while ``unstable``, up to ``max_runs``.
+    """
+    if not old.ok or not new.ok:
+        return True
+    call = classify(old, new, t, noise, paired)
+    ev = call.evidence
+    assert ev is not None
+    if not call.same_work and ev.decisive:
+        return ev.direction != "slower" or calls_per_second is None or _impact_settled(
+            old.samples, new.samples, calls_per_second, t,
+            noise.factor(new.median_ms or 0.0) if noise else 1.0)
+    if paired and repeat is not None:
+        inside = sum(1 for a, b in zip(old.samples, new.samples, strict=False)
+                     if 1 / t.time_ratio < (b + EPS_MS) / (a + EPS_MS) < t.time_ratio)
+        if inside >= repeat // 2 + 1:
+            return True
+    return clearly_same(old.samples, new.samples, time_ratio=t.time_ratio,
+                        min_delta_ms=t.min_time_delta_ms,
+                        noise=noise.factor(old.median_ms or 0.0) if noise else 1.0, paired=paired)
+
+
+def _impact_settled(old: tuple[float, ...], new: tuple[float, ...], calls_per_second: float,
+                    t: Thresholds, noise: float = 1.0) -> bool:
+    """Every pair's added active sessions (calls/s × extra seconds) well on one side of the
+    blocking bar, by the root of ``time_ratio`` or NEW's measured run-to-run noise if larger:
+    more runs would not move the regression's severity."""
+    margin = max(math.sqrt(t.time_ratio), noise)
+    extra = [calls_per_second * (b - a) / 1000 for a, b in zip(old, new, strict=False)]
+    return (all(x >= t.impact_block_aas * margin for x in extra)
+            or all(x <= t.impact_block_aas / margin for x in extra))
+
+
+def settled_slower(base: Measurement, other: Measurement, t: Thresholds,
+                   noise: NoiseFloor | None = None) -> bool:
+    """The sequential rule for a comparison of separate series that matters only when
+    ``other`` is slower (NEW's generic plan against a custom plan: ``generic_plan_slower``, a
+    plan-cache flip): settled when decisive (as ``settled``, unpaired), or when ``other``'s
+    median is not beyond ``base``'s by the root of the bar, or by half of
+    ``min_time_delta_ms``: more runs would not make it slower."""
+    if not base.ok or not other.ok:
+        return True
+    call = classify(base, other, t, noise, paired=False)
+    ev = call.evidence
+    assert ev is not None and base.median_ms is not None and other.median_ms is not None
+    if not call.same_work and ev.decisive:
+        return True
+    bar = max(t.time_ratio, noise.factor(base.median_ms) if noise else 1.0)
+    return (other.median_ms <= base.median_ms * math.sqrt(bar)
+            or other.median_ms - base.median_ms < t.min_time_delta_ms / 2)

@@ -328,6 +328,9 @@ def capture(dsn: str, top: int, order_by: str, databases: tuple[str, ...], all_d
                    "joins into one result.")
 @_verify_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.option("--fixed-runs", is_flag=True, hidden=True,
+              help="Measure every parameter set --repeat times instead of stopping once its call is "
+                   "settled (the rule before adaptive measurement; for benchmarks).")
 @_safety_options
 @handle_errors
 def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
@@ -338,7 +341,8 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
             max_query_ms: float | None, max_total: float | None, max_old_server_time: float | None,
             polite: int | None, polite_max_lag: float | None, resume_path: Path | None,
             allow_same_cluster: bool, shard_spec: str | None, verify_fixes: bool, allow_locks: bool,
-            quiet: bool, statement_timeout: int, lock_timeout: int, **threshold_flags: Any) -> None:
+            quiet: bool, fixed_runs: bool, statement_timeout: int, lock_timeout: int,
+            **threshold_flags: Any) -> None:
     """Compare OLD and NEW on a workload and print GO or NO-GO.
 
     Runs every statement with EXPLAIN (ANALYZE, BUFFERS) on both clusters at once
@@ -385,7 +389,8 @@ def compare(old_dsn: str, new_dsn: str, workload_path: Path, html: Path | None,
                                 save_recording=save_recording, runs=runs_path,
                                 policy=Policy(writes, max_query_ms, allow_same_cluster), budget=budget,
                                 stop=stop, resume=resume, partial_recording=partial, on_step=shown.step,
-                                shard=shard, save_workload=shard_workload)
+                                shard=shard, save_workload=shard_workload,
+                                adaptive=not fixed_runs)
         finally:
             shown.close()
         context = context_of(result)

@@ -41,7 +41,8 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
             runs: Path | None = None, policy: Policy | None = None, budget: Budget | None = None,
             stop: Stop | None = None, resume: Recording | None = None,
             partial_recording: Path | None = None, on_step: OnStep | None = None,
-            shard: tuple[int, int] | None = None, save_workload: Path | None = None) -> Comparison:
+            shard: tuple[int, int] | None = None, save_workload: Path | None = None,
+            adaptive: bool = True) -> Comparison:
     """Run ``workload`` on both clusters in lockstep and return the full comparison.
 
     ``save_recording``: also keep what both clusters answered (every run's plan and timing,
@@ -57,6 +58,8 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
     ``shard``: (I, N), run only shard I of N (``planguard.shard.select``); only shard 1 reads
     and judges the catalog checks.  ``save_workload``: also save the whole workload with this
     run's statements as they ran (values filled, screened), which ``planguard merge`` joins.
+    ``adaptive``: a parameter set stops as soon as its call is settled (False: ``repeat``
+    pairs each, the fixed rule, kept for comparison: ``make bench``).
     """
     thresholds = thresholds or Thresholds()
     limits = limits or db.SessionLimits()
@@ -89,7 +92,8 @@ def compare(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int = 5,
     rec = runner.run(old_dsn, new_dsn, workload, repeat=repeat, thresholds=thresholds, limits=limits,
                      progress=progress, generic=generic, redact=redact, check_results=check_results,
                      writes=writes, stop=stop, budget=budget, resume=resume, on_step=on_step,
-                     read_catalog=gather_all if info is None or info.catalog_checks else None)
+                     read_catalog=gather_all if info is None or info.catalog_checks else None,
+                     adaptive=adaptive)
     kept = save_recording or (partial_recording if rec.stopped else None)
     if kept is not None:
         rec.save(kept)

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.pq import TransactionStatus
 
 from planguard.db import MARK, MarkedRawCursor
 from planguard.errors import ConnectionFailed, one_line
@@ -67,23 +68,40 @@ def reason(exc: psycopg.Error) -> str:
 
 
 def fetch_rolled_back(conn: psycopg.Connection, statement: str | sql.Composed,
-                      values: tuple[str | None, ...] | None, rollback_only: bool) -> tuple[Any, ...]:
+                      values: tuple[str | None, ...] | None, rollback_only: bool,
+                      pipelined: bool = True) -> tuple[Any, ...]:
     """The one row a statement returns, run in its own transaction that is always rolled back.
 
     ``rollback_only`` False: the transaction is also READ ONLY.  Every statement
     planguard runs against the workload's tables goes through here.  Text that is not exactly
-    one statement is refused unsent (``planguard.safety.one_statement``).
+    one statement is refused unsent (``planguard.safety.one_statement``).  ``pipelined``
+    (the default): BEGIN, the statement and ROLLBACK in one round trip, through the extended
+    protocol; False for text with ``$n`` and no values (``EXPLAIN (GENERIC_PLAN)``), which
+    only the simple protocol takes.
     """
     if isinstance(statement, str) and not one_statement(statement):
         raise QueryFailed("refused: the text is not exactly one statement")
+    # BEGIN, the statement and ROLLBACK go in one pipeline: one round trip instead of three
+    # (on a busy server each round trip waits for its backend to be scheduled again).
     try:
-        conn.execute("BEGIN" if rollback_only else "BEGIN TRANSACTION READ ONLY")
         try:
+            begin = "BEGIN" if rollback_only else "BEGIN TRANSACTION READ ONLY"
             with MarkedRawCursor(conn) as cur:
-                cur.execute(statement, values or None, prepare=False)
+                if pipelined:
+                    # prepare=False: psycopg would PREPARE the BEGIN and ROLLBACK it sends often,
+                    # and a failure that aborts the pipeline would skip that PREPARE unseen.
+                    with conn.pipeline():
+                        conn.execute(begin, prepare=False)
+                        cur.execute(statement, values or None, prepare=False)
+                        conn.execute("ROLLBACK", prepare=False)
+                else:
+                    conn.execute(begin)
+                    cur.execute(statement, values or None, prepare=False)
                 row = cur.fetchone()
         finally:
-            if not conn.closed:
+            # Not rolled back yet: not pipelined, or a failure that skipped the rest of the
+            # pipeline, its ROLLBACK included.
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
     except psycopg.Error as exc:
         raise failure(conn, exc) from exc
@@ -132,9 +150,12 @@ def prepare(conn: psycopg.Connection, query: str, cache_mode: str | None) -> str
         raise QueryFailed("refused: the text is not exactly one statement")
     name = f"planguard_{next(_counter)}"
     try:
-        if cache_mode is not None:
-            conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(cache_mode)))
-        conn.execute(sql.SQL(MARK + "PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
+        with conn.pipeline():  # one round trip
+            if cache_mode is not None:
+                conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(cache_mode)),
+                             prepare=False)
+            conn.execute(sql.SQL(MARK + "PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query),
+                         prepare=False)
     except psycopg.Error as exc:
         if not conn.closed:
             with contextlib.suppress(psycopg.Error):
@@ -145,8 +166,9 @@ def prepare(conn: psycopg.Connection, query: str, cache_mode: str | None) -> str
 
 def deallocate(conn: psycopg.Connection, name: str) -> None:
     if not conn.closed:
-        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
-        conn.execute("RESET plan_cache_mode")
+        with conn.pipeline():  # one round trip
+            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)), prepare=False)
+            conn.execute("RESET plan_cache_mode", prepare=False)
 
 
 @contextlib.contextmanager
@@ -216,7 +238,7 @@ def plan_only(conn: psycopg.Connection, query: str, nparams: int, server_version
     """
     if server_version_num >= 160000:
         statement = MARK + "EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) " + query
-        return _plan_of(fetch_rolled_back(conn, statement, None, rollback_only=False))
+        return _plan_of(fetch_rolled_back(conn, statement, None, rollback_only=False, pipelined=False))
     with prepared(conn, query, "force_generic_plan") as name:
         return _explain_execute(conn, name, (None,) * nparams, rollback_only=True, analyze=False)
 

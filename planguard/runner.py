@@ -11,12 +11,21 @@ the two clusters always work on the same thing at the same time:
    ``WARMUP_BUDGET_MS``: both sides run it as often (a write draws as many sequence values);
 3. then the measured runs, as **pairs**: run *i* starts on both clusters at once (which
    side is handed its step first alternates), so background load lands on both sides of a
-   pair.  When the pairs do not settle the call (``planguard.calls.classify`` says
-   ``unstable``), more pairs follow at once, up to ``max_runs``;
-4. the forced generic plan the same way, then what the plan cache would choose by itself,
+   pair.  Measurement is **sequential** (``adaptive``, the default): the warm-up runs in
+   lockstep and its last step counts as the first pair once reads have stopped falling on
+   both sides, and the series stops as soon as ``planguard.calls.settled`` says more
+   runs cannot change the call (the work differs and 2 pairs are beyond the squared bar, the
+   severity clear; the times clearly the same; a majority of ``repeat`` pairs within
+   ``time_ratio``); otherwise it gets ``repeat`` pairs (the fixed rule,
+   ``adaptive=False``, always does).  When the pairs do not settle the call
+   (``planguard.calls.classify`` says ``unstable``), more pairs follow at once, up to
+   ``max_runs``;
+4. the forced generic plan the same way (it settles only when its comparisons with the
+   custom plans settle too), then what the plan cache would choose by itself,
    and with ``check_results`` the result digests;
 5. at the end, a second, independent round of pairs for every large same-plan slowdown
-   (``same_plan_block_ratio``, ``same_plan_block_ms``): it blocks only if confirmed twice.
+   (``same_plan_block_ratio``, ``same_plan_block_ms``): it blocks only if confirmed twice
+   (always ``repeat`` pairs: it decides a severity).
 
 Workers only ask and return what their cluster answered; the coordinator alone writes it
 into each side's ``SideRecord``, once both sides have answered a step.  Judging it is pure
@@ -49,7 +58,7 @@ import psycopg
 
 from planguard import db
 from planguard.budget import Budget
-from planguard.calls import Call, classify
+from planguard.calls import Call, classify, settled, settled_slower
 from planguard.catalog.readiness import gather_all
 from planguard.checks.readiness import ClusterSnapshot
 from planguard.config import Thresholds
@@ -120,6 +129,13 @@ def _warm_enough(runs: Sequence[Run]) -> bool:
     if sum(r.execution_ms for r in runs) >= WARMUP_BUDGET_MS:
         return True
     return len(runs) >= 2 and runs[-1].shared_read >= runs[-2].shared_read * WARM_ENOUGH
+
+
+def _steady(runs: Sequence[Run]) -> bool:
+    """The last run is like the ones that follow: nothing read from outside shared buffers, or
+    reads no longer falling (a scan through a ring buffer reads as much every time)."""
+    return runs[-1].shared_read == 0 or (
+        len(runs) >= 2 and runs[-1].shared_read >= runs[-2].shared_read * WARM_ENOUGH)
 
 
 def _warmup(runs: Sequence[Run]) -> tuple[Warmup, Run]:
@@ -328,8 +344,9 @@ class _Worker:
 
 class _Coordinator:
     def __init__(self, old: _Worker, new: _Worker, thresholds: Thresholds, repeat: int, stop: Stop,
-                 budget: Budget, progress: Progress | None) -> None:
+                 budget: Budget, progress: Progress | None, adaptive: bool = True) -> None:
         self.old, self.new, self.t, self.repeat = old, new, thresholds, repeat
+        self.adaptive = adaptive
         self.stop, self.budget, self.progress = stop, budget, progress
         self.current: Key | None = None  # the parameter set being measured
         self.dbname: str | None = None
@@ -453,6 +470,28 @@ class _Coordinator:
             return None
         return classify(summarize(old), summarize(new), self.t, self.noise())
 
+    def settled(self, key: Key, stmt: Statement) -> bool:
+        """The sequential rule (``planguard.calls.settled``) says the series may stop.  A
+        generic series also settles its comparisons with the custom plans (unpaired: NEW's
+        custom against NEW's generic, OLD's custom against NEW's generic), which the judge
+        makes on the same runs."""
+        old, new = self.old.record.runs.get(key), self.new.record.runs.get(key)
+        if not old or not new:
+            return False
+        o, n = summarize(old), summarize(new)
+        noise = self.noise()
+        if key[2] != GENERIC:  # a regression's severity rests on the custom plans' times
+            return settled(o, n, self.t, noise, calls_per_second=stmt.calls_per_second,
+                           repeat=self.repeat)
+        if not settled(o, n, self.t, noise, repeat=self.repeat):
+            return False
+        ckey = (key[0], key[1], CUSTOM)
+        co, cn = self.old.record.runs.get(ckey), self.new.record.runs.get(ckey)
+        if not co or not cn:
+            return True
+        return (settled_slower(summarize(cn), n, self.t, noise)
+                and settled_slower(summarize(co), n, self.t, noise))
+
     def _record(self, key: Key, answers: tuple[Run | str, Run | str]) -> bool:
         """Keep both sides' runs (or errors) of one pair; True when both ran."""
         for side, answer in zip((self.old, self.new), answers, strict=True):
@@ -487,7 +526,7 @@ class _Coordinator:
             rec.errors.pop(key, None)
             rec.warmups.pop(key, None)
         self.current = key
-        warmed = self._warm(key, dbname, stmt, values)
+        warmed, countable = self._warm(key, dbname, stmt, values)
         for side, answer in zip((self.old, self.new), warmed, strict=True):
             if isinstance(answer, str):
                 side.record.errors[key] = answer
@@ -498,21 +537,48 @@ class _Coordinator:
             ran, answer = (self.old, warmed[0]) if oks[0] else (self.new, warmed[1])
             assert not isinstance(answer, str)
             ran.record.runs[key] = [answer[1]]
-        ok = all(oks) and self._pairs(key, dbname, stmt, values, self.repeat)
+        ok = all(oks)
+        if ok and self.adaptive and key[2] != CONFIRM:
+            ok = self._sequential(key, dbname, stmt, values, warmed, countable)
+        elif ok:
+            ok = self._pairs(key, dbname, stmt, values, self.repeat)
         while ok and (more := more_pairs(self.call(key), len(self.old.record.runs[key]), self.t,
                                          self.repeat)):
             ok = self._pairs(key, dbname, stmt, values, more)
         self.current = None
         return ok
 
+    def _sequential(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...],
+                    warmed: tuple[Any, Any], countable: bool) -> bool:
+        """Adaptive measurement: pairs one at a time, stopping as soon as the call is settled
+        (``settled``), else at ``repeat`` pairs.  The warm-up's last step counts as the first
+        pair when it ran on both sides at once and each side's reads had stopped falling: it
+        is then a measured run like the others."""
+        (_, ro), (_, rn) = warmed
+        if countable:
+            for side, last in ((self.old, ro), (self.new, rn)):
+                side.record.runs[key] = [last]
+                warmup = side.record.warmups[key]  # what stays discarded: the runs before it
+                side.record.warmups[key] = replace(warmup, runs=warmup.runs - 1)
+        while len(self.old.record.runs.get(key, ())) < self.repeat:
+            if not self._pairs(key, dbname, stmt, values, 1):
+                return False
+            if len(self.old.record.runs[key]) >= 2 and self.settled(key, stmt):
+                break
+        return True
+
     def _warm(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...],
-              ) -> tuple[tuple[Warmup, Run] | str, tuple[Warmup, Run] | str]:
+              ) -> tuple[tuple[tuple[Warmup, Run] | str, tuple[Warmup, Run] | str], bool]:
         """Discarded runs until reads from outside shared buffers stop falling on each side:
-        each side's warm-up and its last run, or its error.  Both sides start at once; a read
-        stops on the side that is warm (a cold NEW adds no load on OLD), a write goes on in
-        pairs: it draws as many sequence values on each side, so a synced NEW stays synced."""
+        each side's warm-up and its last run, or its error; and whether the last step ran on
+        both sides at once with reads that had stopped falling on each (then its runs are a
+        measured pair).  Both sides start at once.  Adaptive measurement warms up in lockstep:
+        the side that is warm first runs on, and its last run is measured, not discarded.
+        Under the fixed rule a read stops on the side that is warm (a cold NEW adds no load on
+        OLD); a write always goes on in pairs: it draws as many sequence values on each side,
+        so a synced NEW stays synced."""
         runs: tuple[list[Run], list[Run]] = ([], [])
-        lockstep = is_write(stmt.query)
+        lockstep = is_write(stmt.query) or self.adaptive
         warm = [False, False]
         while True:
             sides = (True, True) if lockstep else (not warm[0], not warm[1])
@@ -520,13 +586,13 @@ class _Coordinator:
             if any(isinstance(a, str) for a in answers):
                 return tuple(  # type: ignore[return-value]
                     a if isinstance(a, str) else _warmup([*r, a] if a is not None else r)
-                    for a, r in zip(answers, runs, strict=True))
+                    for a, r in zip(answers, runs, strict=True)), False
             for i, (r, a) in enumerate(zip(runs, answers, strict=True)):
                 if a is not None:
                     r.append(a)
                     warm[i] = _warm_enough(r)
             if all(warm):
-                return _warmup(runs[0]), _warmup(runs[1])
+                return (_warmup(runs[0]), _warmup(runs[1])), all(sides) and all(map(_steady, runs))
 
     def large_same_plan(self, key: Key) -> bool:
         c = self.call(key)
@@ -608,7 +674,7 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
         redact: bool = False, check_results: bool = False, writes: str = "rollback",
         stop: Stop | None = None, budget: Budget | None = None,
         resume: Recording | None = None, on_step: OnStep | None = None,
-        read_catalog: ReadCatalog | None = gather_all) -> Recording:
+        read_catalog: ReadCatalog | None = gather_all, adaptive: bool = True) -> Recording:
     """Run ``workload`` on both clusters in lockstep and record what each answered.
 
     ``workload``: already screened (``planguard.safety.screen``: a statement with a
@@ -616,7 +682,8 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
     ``stop``: asked from elsewhere (a signal handler) to end the run early; ``budget``: its
     limits; ``resume``: a partial recording whose finished parameter sets are kept, not run
     again (the catalogs are read afresh).  A run that ends early returns its partial
-    recording, ``stopped`` saying why.
+    recording, ``stopped`` saying why.  ``adaptive``: each parameter set stops as soon as its
+    call is settled (``planguard.calls.settled``); False: the fixed rule, ``repeat`` pairs each.
     """
     stop = stop or Stop()
     budget = budget or Budget()
@@ -626,7 +693,7 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
     multi = len(databases) > 1  # then each statement runs in the database it was captured in
     old = _Worker("old", old_dsn, limits, multi, resume.old.kept() if resume else None, read_catalog)
     new = _Worker("new", new_dsn, limits, multi, resume.new.kept() if resume else None, read_catalog)
-    co = _Coordinator(old, new, thresholds, repeat, stop, budget, progress)
+    co = _Coordinator(old, new, thresholds, repeat, stop, budget, progress, adaptive)
     stopped: Stopped | None = None
     kept = sum(1 for k in old.record.runs if co.done(k))
     stop.active = True

@@ -10,6 +10,9 @@ the pairs' ratios NEW/OLD:
 - the **consistency**: either every pair (at least ``MIN_PAIRS``) shows NEW slower beyond
   the same bar (*decisive*: noise that shares the pairs' background cannot do that), or an
   exact one-sided **sign test** over the pairs (NEW slower in k of n) is below ``alpha``.
+  When the plans or buffers already say the work differs (``deterministic``), 2 pairs are
+  decisive if both are beyond the squared bar: that is what lets ``planguard.calls.settled``
+  stop a buffers-decided regression after 2 runs a side.
 
 What passes the effect but not the consistency is *uncertain*: measured again, and called
 ``unstable`` when more runs do not settle it.  Comparisons that cannot be paired (a custom
@@ -33,7 +36,10 @@ from dataclasses import dataclass
 from scipy.stats import binomtest, mannwhitneyu
 
 EPS_MS = 0.005  # added before ratios and logs: EXPLAIN's timer is exact to 1 µs, not to 0
-MIN_PAIRS = 3  # fewer pairs never decide a time call
+MIN_PAIRS = 3  # fewer pairs never decide a time call on their own
+# ... except when the work differs (another plan, or buffers beyond the bars: deterministic):
+# then 2 pairs (or runs a side) decide when every one is beyond the *squared* bar.
+DETERMINISTIC_PAIRS = 2
 NOISE_QUANTILE = 0.95
 NOISE_MIN_RATIOS = 8  # a duration class with fewer consecutive-run ratios has no floor of its own
 CLASS_BOUNDS_MS = (1.0, 10.0, 100.0)  # duration classes: < 1 ms, 1-10, 10-100, >= 100 ms
@@ -151,11 +157,14 @@ def ratio_text(ratio: float) -> str:
 
 
 def weigh(old: Sequence[float], new: Sequence[float], *, time_ratio: float, min_delta_ms: float,
-          alpha: float, noise: float = 1.0, paired: bool = True) -> Evidence:
+          alpha: float, noise: float = 1.0, paired: bool = True,
+          deterministic: bool = False) -> Evidence:
     """Judge NEW's run times against OLD's (see the module docstring).
 
     ``paired``: ``old[i]`` and ``new[i]`` ran at the same moment (the pairs beyond the
     shorter series are ignored); otherwise the two series are independent samples.
+    ``deterministic``: the plans or buffers differ, so ``DETERMINISTIC_PAIRS`` pairs beyond
+    the squared bar are decisive (``MIN_PAIRS`` and more use the plain bar, as always).
     """
     if paired:
         n = min(len(old), len(new))
@@ -180,10 +189,12 @@ def weigh(old: Sequence[float], new: Sequence[float], *, time_ratio: float, min_
     within = direction == "same" and abs(delta) >= min_delta_ms and (
         ratio >= time_ratio or 1 / ratio >= time_ratio)
     sign = 1 if direction != "faster" else -1
+    need = DETERMINISTIC_PAIRS if deterministic else MIN_PAIRS
+    dbar = bar if n >= MIN_PAIRS else bar * bar  # fewer pairs than MIN_PAIRS: the squared bar
     if paired:
         agree = sum(1 for d in logs if sign * d > 0)
-        decisive = direction != "same" and n >= MIN_PAIRS and all(
-            sign * d >= math.log(bar) and sign * (b - a) >= min_delta_ms
+        decisive = direction != "same" and n >= need and all(
+            sign * d >= math.log(dbar) and sign * (b - a) >= min_delta_ms
             for d, a, b in zip(logs, old, new, strict=True))
         nonzero = sum(1 for d in logs if d != 0)
         p = (float(binomtest(agree, nonzero, 0.5, alternative="greater").pvalue)
@@ -191,7 +202,7 @@ def weigh(old: Sequence[float], new: Sequence[float], *, time_ratio: float, min_
     else:
         slow, fast = (new, old) if sign > 0 else (old, new)
         agree = sum(1 for x in slow if x > max(fast))
-        decisive = direction != "same" and n >= MIN_PAIRS and min(slow) >= max(fast) * bar and \
+        decisive = direction != "same" and n >= need and min(slow) >= max(fast) * dbar and \
             min(slow) - max(fast) >= min_delta_ms
         p = None
         if direction != "same" and n >= MIN_PAIRS:
@@ -199,3 +210,20 @@ def weigh(old: Sequence[float], new: Sequence[float], *, time_ratio: float, min_
                 mannwhitneyu(slow, fast, alternative="greater").pvalue)
     confirmed = direction != "same" and (decisive or (p is not None and p < alpha))
     return Evidence(paired, n, om, nm, ratio, noise, direction, within, confirmed, decisive, agree, p)
+
+
+def clearly_same(old: Sequence[float], new: Sequence[float], *, time_ratio: float, min_delta_ms: float,
+                 noise: float = 1.0, paired: bool = True) -> bool:
+    """The times are well inside the bars, so more runs would not move the call: at least
+    ``DETERMINISTIC_PAIRS`` pairs, and in every pair (unpaired: every run of one side against
+    every run of the other) the ratio is within the square root of the bar either way, or the
+    difference is under half of ``min_delta_ms``."""
+    n = min(len(old), len(new))
+    if n < DETERMINISTIC_PAIRS:
+        return False
+    root = math.sqrt(max(time_ratio, noise))
+    pairs: Iterable[tuple[float, float]] = (
+        zip(old[:n], new[:n], strict=True) if paired else itertools.product(old, new))
+    return all(abs(b - a) < min_delta_ms / 2
+               or max((b + EPS_MS) / (a + EPS_MS), (a + EPS_MS) / (b + EPS_MS)) <= root
+               for a, b in pairs)

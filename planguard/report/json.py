@@ -7,6 +7,8 @@ bumps ``format_version``.  See docs/json-contract.md.
 from __future__ import annotations
 
 import json
+import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -106,6 +108,19 @@ def _noise(n: NoiseFloor | None) -> dict[str, Any] | None:
     return {"quantile": n.quantile, "classes": [
         {"class": name, "factor": None if f is None else round(f, 3), "ratios": k}
         for name, f, k in zip(CLASS_NAMES, n.factors, n.ratios, strict=True)]}
+
+
+def _runs_per_series(c: Comparison, side: str) -> dict[str, Any]:
+    """How many measured runs each series (a parameter set's custom plans, generic plan,
+    confirmation round) took on one side: their median and how many series took each count."""
+    counts = []
+    for res in c.statements:
+        for p in res.param_sets:
+            rounds = [(p.old, p.new), *((r.old, r.new) for r in (p.generic, p.confirmation) if r)]
+            mine = [o if side == "old" else n for o, n in rounds]
+            counts += [m.runs for m in mine if m.runs]
+    return {"median": statistics.median(counts) if counts else None,
+            "counts": {str(k): v for k, v in sorted(Counter(counts).items())}}
 
 
 def _changes(changes: tuple[Change, ...]) -> list[dict[str, str]]:
@@ -303,7 +318,7 @@ def to_dict(c: Comparison) -> dict[str, Any]:
         "coverage": _coverage(c.coverage),
         "load": None if c.load is None else {
             side: {"executions": ld.executions, "server_ms": round(ld.server_ms, 1),
-                   "reconnects": ld.reconnects}
+                   "reconnects": ld.reconnects, "runs_per_series": _runs_per_series(c, side)}
             for side, ld in zip(("old", "new"), c.load, strict=True)},
         "partial": _partial(c),
         "safety": _safety(c),
