@@ -372,6 +372,8 @@ def judge(plan: Plan, steps: Sequence[Step], opts: RehearseOptions, t: Threshold
                               "NEW on a larger machine", blocks=False))
     if any(r.blocks for r in reasons):
         verdict = NO_GO
+    elif not required and steps and steps[0].held and not steps[0].stopped:
+        verdict = GO  # a ramp that starts above --rate and holds there holds --rate too
     elif bound or not required or any(s.stopped for s in required):
         verdict = INCONCLUSIVE
     else:

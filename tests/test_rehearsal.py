@@ -194,6 +194,9 @@ def test_a_ramp_gives_the_headroom_and_a_client_bound_step_proves_nothing() -> N
     assert r.verdict == GO, "NEW holds 1.0x; 2x is headroom asked for, not the rate required"
     assert r.headroom == 1.0 and r.saturation_rate == 2.0
     assert "headroom: NEW held up to 1x and fell behind at 2x" in headline(r)
+    above = judge(p, [failed], RehearseOptions(ramp=(2.0,)), T)
+    assert above.verdict == INCONCLUSIVE, "2x not held says nothing of 1x"
+    assert judge(p, [replace(held[1], rate=2.0)], RehearseOptions(ramp=(2.0,)), T).verdict == GO
     # The replay itself lagging with connections free: not NEW's fault, and not a GO either.
     late = [replace(x, sent_at=x.at + 0.5) for x in outcomes(0, 400, 40, 0.001)]
     step = tally(p, 1.0, 10.0, late, [Tick(s, 40, 20, 1, 0, 1, 0, 1.0) for s in range(1, 11)], None,
