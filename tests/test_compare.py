@@ -308,8 +308,10 @@ def test_a_cold_new_is_warmed_up_before_it_is_measured(clusters: Pair, olddb: st
     # The cold run is discarded (Warmup.runs); the warm-up's last step, warm on both sides, is
     # the first measured pair (adaptive measurement warms up in lockstep).
     assert p.new.warmup.first_read >= 1000 and p.new.warmup.last_read == 0 and p.new.warmup.runs >= 1
-    # OLD was warm: NEW's cold cache costs OLD no more runs than the fixed rule's one warm-up.
-    assert p.old.warmup.first_read == 0 and p.old.warmup.runs + p.old.runs <= 1 + 3
+    # OLD was warm: NEW's cold cache costs OLD no more discarded runs than the fixed rule's one
+    # warm-up.  (How many pairs are measured after it depends on the times, noisy under load:
+    # not asserted.)
+    assert p.old.warmup.first_read == 0 and p.old.warmup.runs <= 1
     (cold,) = [f for f in result.findings if f.kind == "cold_cache"]
     assert cold.severity == "info" and "public.wide" in cold.message
     assert "pg_prewarm('public.wide')" in cold.remediation
