@@ -152,16 +152,19 @@ def settled_slower(base: Measurement, other: Measurement, t: Thresholds,
                    noise: NoiseFloor | None = None) -> bool:
     """The sequential rule for a comparison of separate series that matters only when
     ``other`` is slower (NEW's generic plan against a custom plan: ``generic_plan_slower``, a
-    plan-cache flip): settled when decisive (as ``settled``, unpaired), or when ``other``'s
-    median is not beyond ``base``'s by the root of the bar, or by half of
-    ``min_time_delta_ms``: more runs would not make it slower."""
+    plan-cache flip): when the work differs, settled only when the time call is decisive (as
+    ``settled``, unpaired); with the same work, also when ``other``'s median is not beyond
+    ``base``'s by the root of the bar, or by half of ``min_time_delta_ms``: more runs would not
+    make it slower."""
     if not base.ok or not other.ok:
         return True
     call = classify(base, other, t, noise, paired=False)
     ev = call.evidence
     assert ev is not None and base.median_ms is not None and other.median_ms is not None
-    if not call.same_work and ev.decisive:
-        return True
+    if not call.same_work:
+        # Other work (the generic plan walks another index, reads more buffers): only a decisive
+        # time call settles it early; otherwise the fixed rule's pairs decide, as before.
+        return ev.decisive
     bar = max(t.time_ratio, noise.factor(base.median_ms) if noise else 1.0)
     return (other.median_ms <= base.median_ms * math.sqrt(bar)
             or other.median_ms - base.median_ms < t.min_time_delta_ms / 2)

@@ -154,3 +154,18 @@ def test_a_regression_whose_severity_is_borderline_is_measured_on() -> None:
     assert settled(summarize(old), summarize(new), T, calls_per_second=0.01)  # 0.0005 sessions
     assert settled(summarize(old), summarize(new), T, calls_per_second=100.0)  # 5 sessions
     assert not settled(summarize(old), summarize(new), T, calls_per_second=1.0)  # 0.05: the bar
+
+
+def test_a_generic_series_doing_other_work_settles_early_only_on_a_decisive_time_call() -> None:
+    """NEW's generic plan against its custom plan (``generic_plan_slower``): with other work
+    (more buffers), two runs that are not yet slower must not stop the series, since the next
+    runs can still show it slower; with the same work they may; decisively slower always does."""
+    from planguard.calls import settled_slower
+
+    custom = [_run(1.0, 100), _run(1.1, 100)]
+    other_work = [_run(1.2, 5_000), _run(1.3, 5_000)]  # noisy, not (yet) slower: more buffers
+    assert not settled_slower(summarize(custom), summarize(other_work), T)
+    same_work = [_run(1.2, 100), _run(1.3, 100)]
+    assert settled_slower(summarize(custom), summarize(same_work), T)
+    far = [_run(9.0, 5_000), _run(9.5, 5_000)]
+    assert settled_slower(summarize(custom), summarize(far), T)

@@ -14,7 +14,7 @@ PKG = Path(__file__).parent.parent / "planguard"
 CHECKS = sorted(str(p.relative_to(PKG)) for p in (PKG / "checks").glob("*.py"))
 PURE = ["plan.py", "diff.py", "timing.py", "verdict.py", "params.py", "workload.py", "config.py",
         "report/json.py", "report/html.py", "fixes.py", "plantree.py", "trials.py", "statdelta.py", "watch.py",
-        "report/watch.py", "rehearsal.py", "report/rehearsal.py", "shard.py",
+        "report/watch.py", "rehearsal.py", "report/rehearsal.py", "report/templating.py", "shard.py",
         "progress.py", "heap.py", *CHECKS]
 IO_LIBS = {"psycopg", "click", "subprocess"}
 # The check families' evaluation is pure; their catalog reads live in planguard/catalog/.
@@ -55,7 +55,8 @@ TRANSITIVELY_PURE = ["model", "judge", "safety", "budget", "causes", "calls", "m
                      "findings", "verdict", "config", "workload", "params", "qualify", "sqlfile", "logparse",
                      *(f"checks.{p.stem}" for p in (PKG / "checks").glob("*.py") if p.stem != "__init__"),
                      "report", "report.json", "report.html", "fixes", "plantree", "trials", "statdelta", "watch",
-                     "report.watch", "rehearsal", "report.rehearsal", "shard", "progress", "heap"]
+                     "report.watch", "rehearsal", "report.rehearsal", "report.templating", "shard", "progress",
+                     "heap"]
 FORBIDDEN = ("psycopg", "click", "pandas", "subprocess")
 
 

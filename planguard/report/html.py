@@ -23,18 +23,13 @@ from importlib import resources
 from typing import Any
 
 import pglast
-from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from planguard.heap import long_lived
 from planguard.plantree import plan_pair
+from planguard.report.templating import ENV
 
-_env = Environment(
-    loader=PackageLoader("planguard.report", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_env = ENV
 
 COMPRESS_ABOVE = 1_000_000  # bytes of detail JSON beyond which it is gzip-compressed
 CHUNK = 50  # statements per compressed chunk: expanding one inflates only its chunk

@@ -16,20 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from planguard.rehearsal import Rehearsal, StatementLoad, Step, headline
+from planguard.report.templating import ENV, rounded
 
 JSON_VERSION = 1
-
-_env = Environment(loader=PackageLoader("planguard.report", "templates"),
-                   autoescape=select_autoescape(default=True, default_for_string=True),
-                   trim_blocks=True, lstrip_blocks=True)
-
-
-def _r(v: float | None, digits: int = 3) -> float | None:
-    return None if v is None else round(v, digits)
-
 
 def _load(s: StatementLoad) -> dict[str, Any]:
     srv = s.server
@@ -37,12 +27,13 @@ def _load(s: StatementLoad) -> dict[str, Any]:
         "key": s.key, "short_id": s.short_id, "query": s.query,
         "target_calls_per_second": s.target_rate, "achieved_calls_per_second": s.achieved_rate,
         "arrived": s.arrived, "served": s.served, "errors": dict(s.errors), "not_served": dict(s.not_served),
-        "error_share": _r(s.error_share, 4), "lock_timeouts": s.lock_timeouts,
+        "error_share": rounded(s.error_share, 4), "lock_timeouts": s.lock_timeouts,
         "latency_ms": dict(s.latency_ms), "service_ms": dict(s.service_ms),
-        "old_mean_ms": _r(s.old_mean_ms), "old_buffers_per_call": _r(s.old_buffers, 1),
+        "old_mean_ms": rounded(s.old_mean_ms), "old_buffers_per_call": rounded(s.old_buffers, 1),
         "server": None if srv is None else {
-            "calls": srv.calls, "mean_ms": _r(srv.mean_ms), "buffers_per_call": _r(srv.buffers_per_call, 1),
-            "rows_per_call": _r(srv.rows_per_call, 1)},
+            "calls": srv.calls, "mean_ms": rounded(srv.mean_ms),
+            "buffers_per_call": rounded(srv.buffers_per_call, 1),
+            "rows_per_call": rounded(srv.rows_per_call, 1)},
         "time_share": s.time_share,
     }
 
@@ -142,7 +133,7 @@ def _charts(doc: dict[str, Any]) -> dict[str, Any]:
 
 def render_html(doc: dict[str, Any]) -> str:
     """The rehearsal's HTML page, from its JSON document (a saved one renders the same)."""
-    return _env.get_template("rehearse.html.j2").render(doc=doc, charts=_charts(doc))
+    return ENV.get_template("rehearse.html.j2").render(doc=doc, charts=_charts(doc))
 
 
 def write(doc: dict[str, Any], *, json_path: Path | None, html_path: Path | None) -> dict[str, Path]:

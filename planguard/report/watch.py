@@ -15,34 +15,25 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
+from planguard.report.templating import ENV, rounded
 from planguard.watch import CALLS, Interval, Row
 
 JSON_VERSION = 1
-
-_env = Environment(loader=PackageLoader("planguard.report", "templates"),
-                   autoescape=select_autoescape(default=True, default_for_string=True),
-                   trim_blocks=True, lstrip_blocks=True)
-
-
-def _round(v: float | None, digits: int = 3) -> float | None:
-    return None if v is None else round(v, digits)
-
 
 def row_dict(r: Row) -> dict[str, Any]:
     return {
         "database": r.database, "fingerprint": r.fingerprint, "short_id": r.short_id, "query": r.query,
         "in_baseline": r.in_baseline, "state": r.state, "streak": r.streak, "reason": r.reason,
-        "calls": r.calls, "calls_per_second": _round(r.rate), "mean_ms": _round(r.mean_ms),
-        "baseline_calls_per_second": _round(r.base_rate), "baseline_mean_ms": _round(r.base_mean_ms),
-        "latency_ratio": _round(r.ratio), "buffers_per_call": _round(r.buffers_per_call, 1),
-        "baseline_buffers_per_call": _round(r.base_buffers_per_call, 1),
-        "rows_per_call": _round(r.rows_per_call, 1),
-        "baseline_rows_per_call": _round(r.base_rows_per_call, 1),
-        "active_sessions": _round(r.load), "load_share": _round(r.share, 4),
-        "added_active_sessions": _round(r.added_sessions),
+        "calls": r.calls, "calls_per_second": rounded(r.rate), "mean_ms": rounded(r.mean_ms),
+        "baseline_calls_per_second": rounded(r.base_rate), "baseline_mean_ms": rounded(r.base_mean_ms),
+        "latency_ratio": rounded(r.ratio), "buffers_per_call": rounded(r.buffers_per_call, 1),
+        "baseline_buffers_per_call": rounded(r.base_buffers_per_call, 1),
+        "rows_per_call": rounded(r.rows_per_call, 1),
+        "baseline_rows_per_call": rounded(r.base_rows_per_call, 1),
+        "active_sessions": rounded(r.load), "load_share": rounded(r.share, 4),
+        "added_active_sessions": rounded(r.added_sessions),
         "causes": [asdict(c) for c in r.causes], "plan_note": r.plan_note,
     }
 
@@ -54,7 +45,7 @@ def interval_dict(iv: Interval) -> dict[str, Any]:
         "seconds": round(iv.seconds, 3), "since_cutover_s": round(iv.since_start_s, 1), "counted": iv.counted,
         "verdict": iv.call.verdict, "summary": iv.call.summary, "fixes": list(iv.call.fixes),
         "evidence": list(iv.call.evidence), "events": list(iv.events),
-        "active_sessions": _round(iv.total_load), "statements_seen": iv.statements_seen,
+        "active_sessions": rounded(iv.total_load), "statements_seen": iv.statements_seen,
         "capacity": iv.capacity, "activity": dict(iv.activity) if iv.activity else None,
         "watch_load": dict(iv.watch_load) if iv.watch_load else None,
         "statements": [row_dict(r) for r in iv.rows],
@@ -146,4 +137,4 @@ def _timeline(history: Sequence[Interval], limit: int = 60) -> list[dict[str, An
 
 def render_snapshot(context: dict[str, Any]) -> str:
     """The HTML snapshot of the watch's latest state."""
-    return _env.get_template("watch.html.j2").render(**context)
+    return ENV.get_template("watch.html.j2").render(**context)
