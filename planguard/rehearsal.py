@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from planguard.config import Thresholds
 from planguard.statdelta import Counters
-from planguard.watch import Cause
+from planguard.watch import Cause, short_query
 from planguard.workload import Statement, Workload
 
 GO, NO_GO, INCONCLUSIVE = "GO", "NO-GO", "INCONCLUSIVE"
@@ -282,11 +282,6 @@ class Rehearsal:
         return 0 if self.verdict == GO else 1
 
 
-def _short(query: str, limit: int = 70) -> str:
-    one = " ".join(query.split())
-    return one if len(one) <= limit else one[:limit - 1] + "…"
-
-
 def _ms(v: float | None) -> str:
     return "?" if v is None else f"{v:.3g} ms" if v < 100 else f"{v:,.0f} ms"
 
@@ -347,23 +342,23 @@ def judge(plan: Plan, steps: Sequence[Step], opts: RehearseOptions, t: Threshold
                 f"{s.target_rate:,.1f} calls/s served; {when}the pool of {s.connections} connections was "
                 f"saturated ({s.saturation:.0%} of the seconds had calls waiting)")
         if top is not None:
-            text += (f"; {top.short_id} `{_short(top.query, 60)}` took {top.time_share:.0%} of the "
+            text += (f"; {top.short_id} `{short_query(top.query, 60)}` took {top.time_share:.0%} of the "
                      f"connections' time (p95 {_ms(top.service_ms.get('p95'))} against OLD's mean "
                      f"{_ms(top.old_mean_ms)})")
         reasons.append(Reason("cannot_sustain", text, top.key if top else None,
                               causes.get(top.key, ()) if top else ()))
         break
     for load in by_key.values():
+        name = f"{load.short_id} `{short_query(load.query, 70)}`"
         if load.served and load.error_share > opts.max_error_share:
             kinds = ", ".join(f"{k} x{v}" for k, v in sorted(load.errors.items(), key=lambda kv: -kv[1]))
-            reasons.append(Reason("errors", f"{load.short_id} `{_short(load.query)}`: {load.error_count} of "
-                                  f"{load.served} calls failed ({kinds})", load.key,
-                                  causes.get(load.key, ())))
+            failed = f"{name}: {load.error_count} of {load.served} calls failed ({kinds})"
+            reasons.append(Reason("errors", failed, load.key, causes.get(load.key, ())))
         got = slower(load, t)
         if got is not None:
             kind, figures = got
-            reasons.append(Reason(kind, f"{load.short_id} `{_short(load.query)}`: {figures}", load.key,
-                                  causes.get(load.key, ()), blocks=kind == "slower_under_load"))
+            reasons.append(Reason(kind, f"{name}: {figures}", load.key, causes.get(load.key, ()),
+                                  blocks=kind == "slower_under_load"))
     bound = [s for s in required if s.client_bound and not s.held]
     for s in bound:
         reasons.append(Reason("client_bound", f"at {s.rate:g}x the replay itself fell behind (it dispatched "

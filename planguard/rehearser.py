@@ -111,6 +111,10 @@ def _error_class(exc: BaseException) -> str:
     return f"{type(exc).__name__} ({state})" if state else type(exc).__name__
 
 
+def _checked(rendered: tuple[str, tuple[str | None, ...]]) -> tuple[str, tuple[str | None, ...]] | None:
+    return rendered if one_statement(rendered[0]) else None
+
+
 def refusal(activity_sessions: int, active: int, limit: int) -> str | None:
     if activity_sessions <= limit:
         return None
@@ -128,6 +132,11 @@ class _Replay:
         self.monitor, self.progress = monitor, progress
         self.database = str(monitor.info.dbname)
         self.writes = [needs_rollback(t.statement.query) for t in plan.targets]
+        # Every call's text and values, rendered and checked once here, not on each call: a
+        # text that is not exactly one statement is refused (None) and never sent.
+        self.texts = [[_checked(render(t.statement.query, t.statement.bindings, ps.values))
+                       for ps in t.statement.param_sets] or [_checked((t.statement.query, ()))]
+                      for t in plan.targets]
         self.pgss = True
         self.notes: list[str] = []
         self.stopped: str | None = None
@@ -151,12 +160,10 @@ class _Replay:
             kwargs={"autocommit": True, "cursor_factory": psycopg.AsyncRawCursor})
 
     async def _execute(self, conn: psycopg.AsyncConnection, target: int, params: int) -> None:
-        t = self.plan.targets[target]
-        sets = t.statement.param_sets
-        values = sets[params].values if sets else ()
-        text, binds = render(t.statement.query, t.statement.bindings, values)
-        if not one_statement(text):
+        rendered = self.texts[target][params]
+        if rendered is None:
             raise QueryFailed("refused: the text is not exactly one statement")
+        text, binds = rendered
         if not self.writes[target]:
             await conn.execute(text, binds or None)
             return
@@ -254,7 +261,7 @@ class _Replay:
 
         async def sampler() -> None:
             second = 0
-            seen = 0
+            seen = served = 0
             while True:
                 second += 1
                 await asyncio.sleep(max(t0 + second * TICK_S - loop.time(), 0))
@@ -263,14 +270,14 @@ class _Replay:
                 active, locks = await asyncio.to_thread(self._sample)
                 done = outcomes[seen:]
                 seen = len(outcomes)
+                served += sum(1 for x in done if x.error is None)
                 lat = sorted((x.end - x.at) * 1000 for x in done if x.start is not None)
                 p95 = lat[min(int(0.95 * len(lat)), len(lat) - 1)] if lat else None
                 # A tick's arrivals are counted at the end, when every call of the second is known.
                 ticks.append(Tick(second, 0, len(done), in_use, stats.get("requests_waiting", 0),
                                   active, locks, round(p95, 3) if p95 is not None else None))
                 if self.progress is not None:
-                    self.progress(Progress(number, steps, rate, min(second, seconds), seconds,
-                                           sum(1 for x in outcomes if x.error is None), len(outcomes),
+                    self.progress(Progress(number, steps, rate, min(second, seconds), seconds, served, seen,
                                            stats.get("requests_waiting", 0)))
 
         sampling = asyncio.create_task(sampler())

@@ -358,7 +358,7 @@ def _call(state: WatchState, confirmed: Sequence[Row], capacity: float | None, s
     added = sum(max(r.added_sessions or 0.0, 0.0) for r in confirmed)
     fixes = tuple(dict.fromkeys(c.fix for r in confirmed for c in r.causes if c.fix))
     cause = worst.causes[0].text if worst.causes else "cause not found in NEW's catalog or plan"
-    summary = (f"statement {worst.short_id} ({_short(worst.query)}) {worst.reason}; cause: {cause}"
+    summary = (f"statement {worst.short_id} ({short_query(worst.query)}) {worst.reason}; cause: {cause}"
                + (f"; fix: {' '.join(fixes)}" if fixes else ""))
     evidence = [f"{len(confirmed)} confirmed regression(s) add {added:.2f} active sessions"]
     if capacity:
@@ -377,7 +377,8 @@ def _call(state: WatchState, confirmed: Sequence[Row], capacity: float | None, s
     return Call(REGRESSION, summary, fixes, tuple(evidence))
 
 
-def _short(query: str, limit: int = 60) -> str:
+def short_query(query: str, limit: int = 60) -> str:
+    """A statement on one line, cut to ``limit`` characters."""
     one = " ".join(query.split())
     return one if len(one) <= limit else one[:limit - 1] + "…"
 
