@@ -40,6 +40,7 @@ from planguard.workload import Workload
 from tests.fixtures import tpch
 from tests.fixtures.trust_scenarios import (
     PARALLEL_OFF,
+    PARALLEL_RESET,
     SCENARIOS,
     build_base,
     copy_with_fault,
@@ -74,6 +75,23 @@ def cpu_hog(enabled: bool) -> Iterator[None]:
             p.terminate()
         for p in procs:
             p.join()
+
+
+@contextlib.contextmanager
+def parallel_off(cluster: Cluster) -> Iterator[None]:
+    """Parallel plans off for the role on ``cluster`` while the block runs.
+
+    Only for the cells whose two sides share one cluster (and so its pool of parallel
+    workers). A cross-version pair keeps both clusters' defaults: a setting left on NEW alone
+    is a real difference (planguard's setting_diff), and a parallel plan on OLD only that is
+    slower without it is a real regression, not a false NO-GO."""
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute(PARALLEL_OFF)
+    try:
+        yield
+    finally:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute(PARALLEL_RESET)
 
 
 @dataclass
@@ -118,6 +136,21 @@ def timed(old_dsn: str, new_dsn: str, workload: Workload) -> tuple[Comparison, f
     return result, time.perf_counter() - t
 
 
+def faults(new: Cluster, base: str, wl: Workload) -> None:
+    """Each injected fault on a copy of ``base``, compared with it: caught, cause named."""
+    for name, (fault, cause) in sorted(SCENARIOS.items()):
+        fcopy = copy_with_fault(new, "base", name, fault)
+        result, wall = timed(base, fcopy, wl)
+        drop(new, name)
+        blockers = [f for f in result.findings if f.severity == "blocker"]
+        named = any(cause in {c.kind for c in f.causes} for f in blockers)
+        runs = [m.runs for r in result.statements for p in r.param_sets
+                for m in (p.old, p.new) if m.runs]
+        print(f"  fault {name:>22}: {result.verdict.decision:5} cause "
+              f"{'named' if named else 'NOT named'}; runs/side median "
+              f"{statistics.median(runs):.0f} max {max(runs)}; wall {wall:.1f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--compares", type=int, default=20, help="compares per A/A cell")
@@ -132,11 +165,10 @@ def main() -> None:
     with Cluster(old_install, name="trust-old") as old, \
             Cluster(new_install, name="trust-new", settings={"autovacuum": "off"}) as new:
         print(f"OLD PostgreSQL {old.major}, NEW PostgreSQL {new.major}, {os.cpu_count()} cores")
-        with psycopg.connect(new.dsn(), autocommit=True) as conn:
-            conn.execute(PARALLEL_OFF)  # A/A on one cluster: both sides share its worker pool
-        build_base(new, "base")
-        base = new.dsn("base")
-        wl = capture(base, top=20)
+        with parallel_off(new):  # both sides share its worker pool; captured as it will run
+            build_base(new, "base")
+            base = new.dsn("base")
+            wl = capture(base, top=20)
         if "xv" in only:
             build_base(old, "xbase")
             xnew = restore_copy(old, new, "xbase")
@@ -157,8 +189,9 @@ def main() -> None:
             with cpu_hog(hog):
                 if "aa" in only:
                     tally = Tally()
-                    for _ in range(args.compares):
-                        tally.add(*timed(base, copy, wl))
+                    with parallel_off(new):
+                        for _ in range(args.compares):
+                            tally.add(*timed(base, copy, wl))
                     print(tally.line(f"A/A one cluster (PG {new.major}) x{args.compares}"))
                     for n in tally.notes[:3]:
                         print(f"    NO-GO: {n}")
@@ -182,17 +215,8 @@ def main() -> None:
                     for n in tally.notes[:3]:
                         print(f"    NO-GO: {n}")
                 if "faults" in only:
-                    for name, (fault, cause) in sorted(SCENARIOS.items()):
-                        fcopy = copy_with_fault(new, "base", name, fault)
-                        result, wall = timed(base, fcopy, wl)
-                        drop(new, name)
-                        blockers = [f for f in result.findings if f.severity == "blocker"]
-                        named = any(cause in {c.kind for c in f.causes} for f in blockers)
-                        runs = [m.runs for r in result.statements for p in r.param_sets
-                                for m in (p.old, p.new) if m.runs]
-                        print(f"  fault {name:>22}: {result.verdict.decision:5} cause "
-                              f"{'named' if named else 'NOT named'}; runs/side median "
-                              f"{statistics.median(runs):.0f} max {max(runs)}; wall {wall:.1f} s")
+                    with parallel_off(new):
+                        faults(new, base, wl)
         drop(new, "aa")
 
 
