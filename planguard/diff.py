@@ -166,9 +166,10 @@ def _run_facts(plan: Plan) -> _RunFacts:
                     worst[rel] = (q, node)
             if node.scan_method:
                 facts.scans.append((_scan_key(node), node))
-        short = _short_of_workers(node)
-        if short:
-            facts.short.append((node, short))
+        if node.workers_planned is not None:
+            short = _short_of_workers(node)
+            if short:
+                facts.short.append((node, short))
         spill = node.spill
         if spill:
             facts.spills.append((node, spill))
@@ -182,7 +183,7 @@ def _run_facts(plan: Plan) -> _RunFacts:
 
 
 def _removed_by_filter(node: PlanNode) -> float:
-    return float(node.raw.get("Rows Removed by Filter", 0) or 0) * (node.actual_loops or 1)
+    return node.rows_removed_by_filter * (node.actual_loops or 1)
 
 
 def _may_change(new: _RunFacts, threshold: float) -> bool:
@@ -192,10 +193,8 @@ def _may_change(new: _RunFacts, threshold: float) -> bool:
 
 
 def _short_of_workers(node: PlanNode) -> str | None:
-    if "Workers Planned" not in node.raw:
-        return None
-    planned, launched = node.raw.get("Workers Planned"), node.raw.get("Workers Launched")
-    if isinstance(planned, int) and isinstance(launched, int) and launched < planned:
+    planned, launched = node.workers_planned, node.workers_launched
+    if planned is not None and launched is not None and launched < planned:
         return f"launched {launched} of {planned} planned parallel workers"
     return None
 

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import threading
+import zlib
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from pglast.parser import normalize
 
@@ -40,6 +44,53 @@ class PlanFormatError(ValueError):
     """The input is not EXPLAIN (FORMAT JSON) output."""
 
 
+DECODED_KEPT = 64  # plans whose nodes' EXPLAIN objects stay decoded (the most recently read)
+
+
+class _Source:
+    """One plan's EXPLAIN JSON (its "Plan" object) and its nodes' objects in pre-order.
+
+    ``compact``: the JSON zlib-compressed, the nodes' objects decoded on demand and kept
+    decoded for the last DECODED_KEPT plans read; else read-only views of the given objects
+    (a plan parsed to be drawn once, not kept)."""
+
+    __slots__ = ("blob", "decoded", "given")
+    _recent: ClassVar[deque[_Source]] = deque()  # the decoded ones, oldest first
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, tree: Mapping[str, Any], compact: bool = True) -> None:
+        self.blob = zlib.compress(json.dumps(tree, separators=(",", ":")).encode(), 1) if compact else b""
+        self.given = None if compact else tree
+        self.decoded: tuple[Mapping[str, Any], ...] | None = None if compact else self._flat(tree)
+
+    @staticmethod
+    def _flat(tree: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+        flat: list[Mapping[str, Any]] = []
+        stack = [tree]
+        while stack:
+            d = stack.pop()
+            flat.append(MappingProxyType(d))
+            stack.extend(reversed(d.get("Plans", ()) or ()))
+        return tuple(flat)
+
+    def tree(self) -> dict[str, Any]:
+        """A fresh copy of the "Plan" object, nothing shared."""
+        text = json.dumps(self.given) if self.given is not None else zlib.decompress(self.blob)
+        out: dict[str, Any] = json.loads(text)
+        return out
+
+    def node(self, i: int) -> Mapping[str, Any]:
+        decoded = self.decoded
+        if decoded is None:
+            decoded = self._flat(self.tree())
+            with self._lock:
+                self.decoded = decoded
+                self._recent.append(self)
+                while len(self._recent) > DECODED_KEPT:
+                    self._recent.popleft().decoded = None
+        return decoded[i]
+
+
 @dataclass(frozen=True, slots=True)
 class PlanNode:
     node_type: str
@@ -56,8 +107,27 @@ class PlanNode:
     actual_rows: float | None = None
     actual_loops: float | None = None
     children: tuple[PlanNode, ...] = ()
-    # The node's EXPLAIN object as given, read-only ("Plans" too: its children's objects).
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    partial_mode: str | None = None  # Partial / Finalize (parallel aggregates)
+    spill: str | None = None  # what went to disk in this node: an external sort, a multi-batch hash
+    rows_removed_by_filter: float = 0.0  # per loop, as EXPLAIN prints it
+    workers_planned: int | None = None
+    workers_launched: int | None = None
+    shared_hit: int = 0  # blocks, this node and all below it
+    shared_read: int = 0
+    temp_blocks: int = 0  # temp blocks read plus written
+    # How far the row estimate was from the truth: max(est/act, act/est), both >= 1, per loop
+    # on both sides as EXPLAIN reports them; None without ANALYZE or for a node that never ran.
+    q_error: float | None = None
+    scan_method: str | None = None  # seq / index / index_only / bitmap / ... for scan nodes
+    # Where the node's EXPLAIN object is kept (compressed, decoded on demand) and its place in
+    # the plan's pre-order; ``raw`` reads it.
+    source: _Source | None = field(default=None, compare=False, repr=False)
+    index: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The node's EXPLAIN object as given, read-only ("Plans" too: its children's objects)."""
+        return MappingProxyType({}) if self.source is None else self.source.node(self.index)
 
     def walk(self) -> Iterator[PlanNode]:
         """This node and all below it, depth first, children in plan order."""
@@ -69,46 +139,13 @@ class PlanNode:
                 stack.extend(reversed(node.children))
 
     @property
-    def q_error(self) -> float | None:
-        """How far the row estimate was from the truth: max(est/act, act/est), both >= 1.
-
-        Per loop on both sides, as EXPLAIN reports them; None without ANALYZE or for a
-        node that never ran.
-        """
-        if self.actual_rows is None or not self.actual_loops:
-            return None
-        est, act = max(self.plan_rows, 1.0), max(self.actual_rows, 1.0)
-        return max(est / act, act / est)
-
-    @property
-    def spill(self) -> str | None:
-        """What went to disk in this node, or None: an external sort, a multi-batch hash."""
-        r = self.raw
-        if ("Sort Method" not in r and "Sort Space Type" not in r and "Hash Batches" not in r
-                and "HashAgg Batches" not in r and "Disk Usage" not in r):
-            return None  # most nodes: none of the keys that could say so
-        method = str(r.get("Sort Method", ""))
-        if "external" in method or r.get("Sort Space Type") == "Disk":
-            return f"sort spilled to disk ({method or 'external'})"
-        if int(r.get("Hash Batches", 1) or 1) > 1:
-            return f"hash spilled to disk ({r.get('Hash Batches')} batches)"
-        if int(r.get("HashAgg Batches", 1) or 1) > 1 or int(r.get("Disk Usage", 0) or 0) > 0:
-            return f"hash aggregate spilled to disk ({r.get('Disk Usage', '?')} kB)"
-        return None
-
-    @property
-    def scan_method(self) -> str | None:
-        """seq / index / index_only / bitmap / ... for scan nodes, else None."""
-        return SCAN_METHODS.get(self.node_type)
-
-    @property
     def label(self) -> str:
         """Node as EXPLAIN's text format names it: "Index Scan using i on public.t x"."""
         parts = [self.node_type]
         if self.strategy and self.node_type in ("Aggregate", "SetOp"):
             parts = [{"Hashed": "HashAggregate", "Sorted": "GroupAggregate",
                       "Mixed": "MixedAggregate"}.get(self.strategy, self.node_type)]
-        partial = self.raw.get("Partial Mode")
+        partial = self.partial_mode
         if partial and partial != "Simple":
             parts.insert(0, partial)  # Partial / Finalize, as EXPLAIN's text format says
         if self.join_type and self.node_type in JOIN_NODES and self.join_type != "Inner":
@@ -166,55 +203,103 @@ class Plan:
     @property
     def shared_buffers(self) -> int:
         """Shared blocks hit + read by the execution (the root's totals include children)."""
-        r = self.root.raw
-        return int(r.get("Shared Hit Blocks", 0)) + int(r.get("Shared Read Blocks", 0))
+        return self.root.shared_hit + self.root.shared_read
 
     @property
     def shared_read(self) -> int:
         """Shared blocks the execution had to read (not yet in shared buffers: a cold cache)."""
-        return int(self.root.raw.get("Shared Read Blocks", 0))
+        return self.root.shared_read
 
     @property
     def temp_buffers(self) -> int:
-        r = self.root.raw
-        return int(r.get("Temp Read Blocks", 0)) + int(r.get("Temp Written Blocks", 0))
+        return self.root.temp_blocks
 
     @property
     def total_buffers(self) -> int:
         return self.shared_buffers + self.temp_buffers
 
 
-def _node(d: Mapping[str, Any]) -> PlanNode:
+def _spill(d: Mapping[str, Any]) -> str | None:
+    """What went to disk in the node ``d``, or None: an external sort, a multi-batch hash."""
+    if ("Sort Method" not in d and "Sort Space Type" not in d and "Hash Batches" not in d
+            and "HashAgg Batches" not in d and "Disk Usage" not in d):
+        return None  # most nodes: none of the keys that could say so
+    method = str(d.get("Sort Method", ""))
+    if "external" in method or d.get("Sort Space Type") == "Disk":
+        return f"sort spilled to disk ({method or 'external'})"
+    if int(d.get("Hash Batches", 1) or 1) > 1:
+        return f"hash spilled to disk ({d.get('Hash Batches')} batches)"
+    if int(d.get("HashAgg Batches", 1) or 1) > 1 or int(d.get("Disk Usage", 0) or 0) > 0:
+        return f"hash aggregate spilled to disk ({d.get('Disk Usage', '?')} kB)"
+    return None
+
+
+def _name(v: Any) -> Any:
+    """A name that recurs across nodes and plans (node types, relations, aliases) kept once."""
+    return sys.intern(v) if type(v) is str else v
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _q_error(plan_rows: float, actual_rows: float | None, loops: float | None) -> float | None:
+    if actual_rows is None or not loops:
+        return None
+    est, act = max(plan_rows, 1.0), max(actual_rows, 1.0)
+    return max(est / act, act / est)
+
+
+def _node(d: Mapping[str, Any], source: _Source, counter: list[int]) -> PlanNode:
     if not isinstance(d, (dict, Mapping)) or "Node Type" not in d:
         raise PlanFormatError("a plan node without 'Node Type'")
+    index = counter[0]
+    counter[0] += 1
     relation = d.get("Relation Name")
     if relation and d.get("Schema"):
         relation = f"{d['Schema']}.{relation}"
-    children = tuple(_node(c) for c in d.get("Plans", ()) or ())
+    children = tuple(_node(c, source, counter) for c in d.get("Plans", ()) or ())
+    node_type = _name(str(d["Node Type"]))
+    plan_rows = float(d.get("Plan Rows", 0) or 0)
+    actual_rows = None if d.get("Actual Rows") is None else float(d["Actual Rows"])
+    loops = None if d.get("Actual Loops") is None else float(d["Actual Loops"])
     return PlanNode(
-        node_type=str(d["Node Type"]),
-        relation=relation,
-        alias=d.get("Alias"),
-        index_name=d.get("Index Name"),
-        join_type=d.get("Join Type"),
-        strategy=d.get("Strategy"),
-        parent_relationship=d.get("Parent Relationship"),
+        node_type=node_type,
+        relation=_name(relation),
+        alias=_name(d.get("Alias")),
+        index_name=_name(d.get("Index Name")),
+        join_type=_name(d.get("Join Type")),
+        strategy=_name(d.get("Strategy")),
+        parent_relationship=_name(d.get("Parent Relationship")),
         subplan_name=d.get("Subplan Name"),
         parallel_aware=bool(d.get("Parallel Aware", False)),
-        plan_rows=float(d.get("Plan Rows", 0) or 0),
+        plan_rows=plan_rows,
         total_cost=float(d.get("Total Cost", 0) or 0),
-        actual_rows=None if d.get("Actual Rows") is None else float(d["Actual Rows"]),
-        actual_loops=None if d.get("Actual Loops") is None else float(d["Actual Loops"]),
+        actual_rows=actual_rows,
+        actual_loops=loops,
         children=children,
-        raw=MappingProxyType(d),  # a read-only view, not a copy: plans are big and many
+        partial_mode=_name(d.get("Partial Mode")),
+        spill=_spill(d),
+        rows_removed_by_filter=float(d.get("Rows Removed by Filter", 0) or 0),
+        workers_planned=_int(d.get("Workers Planned")),
+        workers_launched=_int(d.get("Workers Launched")),
+        shared_hit=int(d.get("Shared Hit Blocks", 0) or 0),
+        shared_read=int(d.get("Shared Read Blocks", 0) or 0),
+        temp_blocks=int(d.get("Temp Read Blocks", 0) or 0) + int(d.get("Temp Written Blocks", 0) or 0),
+        q_error=_q_error(plan_rows, actual_rows, loops),
+        scan_method=SCAN_METHODS.get(node_type),
+        source=source,
+        index=index,
     )
 
 
-def parse_plan(explain: Any) -> Plan:
+def parse_plan(explain: Any, compact: bool = True) -> Plan:
     """A Plan from EXPLAIN (FORMAT JSON) output: the JSON text, the list, or its one element.
 
-    The plan reads the objects it is given through read-only views (a node's ``raw`` is its
-    EXPLAIN object, ``"Plans"`` included), it does not copy them: do not change them after."""
+    The plan keeps nothing of the nodes' objects it is given: what judging reads of them is
+    copied into slots, the rest compressed (a node's ``raw`` is decoded from it on demand).
+    ``compact=False``: a plan to read once and drop (the report drawing its trees): its nodes'
+    ``raw`` are read-only views of the given objects, nothing compressed; do not change them."""
     data = explain
     if isinstance(data, (str, bytes)):
         try:
@@ -227,8 +312,11 @@ def parse_plan(explain: Any) -> Plan:
         data = data[0]
     if not isinstance(data, Mapping) or "Plan" not in data:
         raise PlanFormatError("no top-level 'Plan' key: is this EXPLAIN (FORMAT JSON) output?")
+    tree = data["Plan"]
+    if not isinstance(tree, Mapping):
+        raise PlanFormatError("a plan node without 'Node Type'")
     return Plan(
-        root=_node(data["Plan"]),
+        root=_node(tree, _Source(tree, compact), [0]),
         planning_ms=data.get("Planning Time"),
         execution_ms=data.get("Execution Time"),
         triggers=tuple(MappingProxyType(t) for t in data.get("Triggers", ()) or ()),
@@ -237,6 +325,9 @@ def parse_plan(explain: Any) -> Plan:
 
 
 def _node_json(node: PlanNode) -> dict[str, Any]:
+    """The node's EXPLAIN object with its children's, fresh (nothing shared)."""
+    if node.source is not None and node.index == 0:
+        return node.source.tree()
     out = {k: v for k, v in node.raw.items() if k != "Plans"}
     if node.children:
         out["Plans"] = [_node_json(c) for c in node.children]
@@ -279,7 +370,7 @@ def reads_by_relation(plan: Plan) -> dict[str, int]:
     out: dict[str, int] = {}
     for n in plan.nodes():
         if n.relation and n.scan_method:
-            out[n.relation] = out.get(n.relation, 0) + int(n.raw.get("Shared Read Blocks", 0) or 0)
+            out[n.relation] = out.get(n.relation, 0) + n.shared_read
     return {rel: blocks for rel, blocks in out.items() if blocks}
 
 
@@ -333,8 +424,9 @@ def raw_json(plan: Plan, redact: bool = False) -> dict[str, Any]:
             out["Plans"] = [walk(c) for c in node.children]
         return out
 
-    tree = walk(plan.root) if redact else _node_json(plan.root)
-    return json.loads(json.dumps(tree))  # plain lists and dicts, nothing shared
+    if not redact:
+        return _node_json(plan.root)  # decoded afresh: plain lists and dicts, nothing shared
+    return json.loads(json.dumps(walk(plan.root)))
 
 
 def render_text(plan: Plan, redact: bool = False) -> str:

@@ -319,8 +319,8 @@ def _insights(old: list[_Node] | None, new: list[_Node], back: Mapping[int, int]
 
 def plan_pair(old_plan: Mapping[str, Any] | None, new_plan: Mapping[str, Any] | None) -> dict[str, Any]:
     """Both plans as trees, aligned, with NEW's insights (``plan_json`` objects, either may be None)."""
-    old = _nodes(parse_plan({"Plan": old_plan})) if old_plan else None
-    new = _nodes(parse_plan({"Plan": new_plan})) if new_plan else None
+    old = _nodes(parse_plan({"Plan": old_plan}, compact=False)) if old_plan else None
+    new = _nodes(parse_plan({"Plan": new_plan}, compact=False)) if new_plan else None
     pairs = _pairs(old, new) if old and new else {}
     back = {v: k for k, v in pairs.items()}
     changed_old: dict[int, list[str]] = {}

@@ -127,7 +127,20 @@ def _run(r: Run) -> dict[str, Any]:
             "temp_buffers": r.temp_buffers, "shared_read": r.shared_read, "plan": plan_json(r.plan)}
 
 
-def _unrun(d: dict[str, Any]) -> Run:
+RUN_KEYS = frozenset(("execution_ms", "planning_ms", "shared_buffers", "temp_buffers", "shared_read", "plan"))
+
+
+def _run_hook(d: dict[str, Any]) -> Any:
+    """``json.loads``'s object hook: a run's object becomes its ``Run`` as soon as it is read,
+    so the file's plan objects never all live at once (the plan keeps them compact)."""
+    if len(d) == len(RUN_KEYS) and d.keys() == RUN_KEYS:
+        return _unrun(d)
+    return d
+
+
+def _unrun(d: dict[str, Any] | Run) -> Run:
+    if isinstance(d, Run):
+        return d  # read by _run_hook
     return Run(d["execution_ms"], d["planning_ms"], d["shared_buffers"], d["temp_buffers"],
                parse_plan(d["plan"]), d["shared_read"])
 
@@ -176,8 +189,8 @@ class Recording:
     @classmethod
     def load(cls, path: Path) -> Recording:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
+            data = json.loads(path.read_text(), object_hook=_run_hook)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # a plan's PlanFormatError too
             raise WorkloadError(f"cannot read recording {path}: {exc}") from exc
         if not isinstance(data, dict) or data.get("format") != RECORDING_FORMAT:
             raise WorkloadError(f"{path} is not a planguard recording of format {RECORDING_FORMAT}")

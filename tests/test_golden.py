@@ -54,3 +54,25 @@ def test_recording_files_fail_with_one_clear_line(tmp_path: Path) -> None:
         Recording.load(tmp_path / "bad.json")
     with pytest.raises(WorkloadError, match="cannot read recording"):
         Recording.load(tmp_path / "missing.json")
+
+
+def test_a_recording_is_read_run_by_run_as_its_plain_json_says(tmp_path: Path) -> None:
+    """``Recording.load`` turns each run's object into its Run as the file is read (so a big
+    recording's plan objects never all live at once): the same record as reading the whole
+    JSON first; a run whose plan is not EXPLAIN output is one clear error, no traceback."""
+    import json
+
+    from planguard.errors import WorkloadError
+    from planguard.recording import SideRecord
+
+    path = OUT / "demo_as_restored.recording.json"
+    data = json.loads(path.read_text())
+    recording = Recording.load(path)
+    assert recording.old == SideRecord.from_dict(data["old"])
+    assert recording.new == SideRecord.from_dict(data["new"])
+    assert sum(len(v) for v in recording.new.runs.values()) == sum(len(v) for v in data["new"]["runs"].values())
+    key = next(iter(data["new"]["runs"]))
+    data["new"]["runs"][key][0]["plan"] = [{"Plan": {"Rows": 3}}]
+    (tmp_path / "bad_plan.json").write_text(json.dumps(data))
+    with pytest.raises(WorkloadError, match=r"cannot read recording .*Node Type"):
+        Recording.load(tmp_path / "bad_plan.json")

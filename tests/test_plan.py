@@ -201,19 +201,87 @@ def test_the_listed_nodes_and_cached_figures_are_what_a_fresh_walk_gives() -> No
         assert shape_fingerprint(plan) == hashlib.sha1(canon.encode()).hexdigest()[:16], name
 
 
-def test_a_plan_reads_its_json_through_read_only_views_without_copying_it() -> None:
-    """A node's raw is its EXPLAIN object as given ("Plans" too), read-only; the JSON written
-    back carries each child once, under its parent's "Plans"."""
+def test_a_plan_keeps_its_json_compressed_and_reads_it_back_read_only() -> None:
+    """A node's raw is its EXPLAIN object as given ("Plans" too), read-only, decoded from the
+    plan's compressed JSON: the plan keeps nothing of the objects it was given, so changing
+    them after does not change it. The JSON written back carries each child once, under its
+    parent's "Plans"; ``compact=False`` reads the given objects through views instead."""
+    import copy
+
     from planguard.plan import plan_json, raw_json
 
     data = plan_fixture("pg18_self_join")
+    original = copy.deepcopy(data)
     plan = parse_plan(data)
     top = data[0] if isinstance(data, list) else data
     assert plan.root.raw["Node Type"] == top["Plan"]["Node Type"]
     with pytest.raises(TypeError):
         plan.root.raw["Node Type"] = "Seq Scan"  # type: ignore[index]
+    top["Plan"]["Node Type"] = "Changed after"
+    top["Plan"]["Plans"] = []
+    orig_top = original[0] if isinstance(original, list) else original
+    assert plan.root.raw["Node Type"] == orig_top["Plan"]["Node Type"] == plan.root.node_type
     written = plan_json(plan)[0]["Plan"]
-    assert written == top["Plan"] == raw_json(plan)
+    assert written == orig_top["Plan"] == raw_json(plan)
+    assert written is not raw_json(plan)  # each a fresh copy
+    view = parse_plan(copy.deepcopy(original), compact=False)
+    assert view == plan and plan_json(view) == plan_json(plan)
+
+
+def test_the_slots_judging_reads_are_what_each_nodes_json_says() -> None:
+    """What judging reads of a node (buffers, workers, rows removed, spills, q-error) is copied
+    into slots at parse time: it equals what the node's EXPLAIN object says, on every
+    recorded plan."""
+    from planguard.plan import SCAN_METHODS
+
+    for name in fixture_names():
+        plan = parse_plan(plan_fixture(name))
+        for n in plan.nodes():
+            r = n.raw
+            assert n.shared_hit == int(r.get("Shared Hit Blocks", 0)), name
+            assert n.shared_read == int(r.get("Shared Read Blocks", 0)), name
+            assert n.temp_blocks == int(r.get("Temp Read Blocks", 0)) + int(r.get("Temp Written Blocks", 0))
+            assert n.rows_removed_by_filter == float(r.get("Rows Removed by Filter", 0)), name
+            assert n.workers_planned == r.get("Workers Planned"), name
+            assert n.workers_launched == r.get("Workers Launched"), name
+            assert n.partial_mode == r.get("Partial Mode"), name
+            assert n.scan_method == SCAN_METHODS.get(r["Node Type"]), name
+            if "Actual Rows" in r and r.get("Actual Loops"):
+                est, act = max(float(r["Plan Rows"]), 1.0), max(float(r["Actual Rows"]), 1.0)
+                assert n.q_error == max(est / act, act / est), name
+            else:
+                assert n.q_error is None, name
+        root = plan.root.raw
+        assert plan.shared_buffers == int(root.get("Shared Hit Blocks", 0)) + int(root.get("Shared Read Blocks", 0))
+
+
+def test_spills_are_read_from_the_nodes_json() -> None:
+    """An external sort and a multi-batch hash say they went to disk; an in-memory sort does not."""
+    def spill(extra: dict[str, object]) -> str | None:
+        return parse_plan({"Plan": {"Node Type": "Sort", **extra}}).root.spill
+
+    assert spill({"Sort Method": "external merge", "Sort Space Type": "Disk"}) == \
+        "sort spilled to disk (external merge)"
+    assert spill({"Sort Method": "quicksort", "Sort Space Type": "Memory"}) is None
+    assert spill({"Hash Batches": 4}) == "hash spilled to disk (4 batches)"
+    assert spill({"HashAgg Batches": 5, "Disk Usage": 1024}) == "hash aggregate spilled to disk (1024 kB)"
+    assert spill({}) is None
+
+
+def test_decoded_plans_are_kept_for_the_last_few_only() -> None:
+    """Reading raw decodes a plan's nodes once; past DECODED_KEPT plans read, the oldest are
+    dropped and decoded again when read again, with the same objects' contents."""
+    from planguard import plan as plan_module
+
+    plans = [parse_plan(plan_fixture("pg18_self_join")) for _ in range(plan_module.DECODED_KEPT + 5)]
+    first = dict(plans[0].root.raw)
+    assert plans[0].root.source is not None and plans[0].root.source.decoded is not None
+    for p in plans[1:]:
+        assert [n.raw["Node Type"] for n in p.nodes()] == [n.node_type for n in p.nodes()]
+    assert plans[0].root.source.decoded is None  # dropped: the most recent are kept
+    assert plans[-1].root.source is not None and plans[-1].root.source.decoded is not None
+    assert dict(plans[0].root.raw) == first
+    assert len(plan_module._Source._recent) <= plan_module.DECODED_KEPT
 
 
 def test_long_lived_blocks_nest_and_give_the_collector_back() -> None:
