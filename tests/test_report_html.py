@@ -408,3 +408,27 @@ def test_a_plan_of_160_nodes_stays_readable(open_report: Any, restored: dict[str
     assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
     ARTIFACTS.mkdir(exist_ok=True)
     plan.screenshot(path=str(ARTIFACTS / "report-html-plan-163-nodes.png"))
+
+
+def test_big_details_are_compressed_chunk_by_chunk_and_reproducibly(restored: dict[str, Any],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past COMPRESS_ABOVE the details are built and compressed CHUNK statements at a time:
+    the chunks inflate to exactly the details of those statements, and the same report
+    renders to the same bytes (no date in the gzip headers)."""
+    monkeypatch.setattr(html_mod, "COMPRESS_ABOVE", 10_000)
+    big = replicate(restored, 120)
+    page = render_html(big)
+    assert page == render_html(big)
+    m = re.search(r'id="pg-detail"[^>]*>(.*?)</script>', page, re.S)
+    assert m
+    block = json.loads(m.group(1))
+    assert block["size"] == html_mod.CHUNK
+    inflated = [json.loads(html_mod.gzip.decompress(base64.b64decode(c))) for c in block["chunks"]]
+    statements = big["statements"]
+    assert len(inflated) == -(-len(statements) // html_mod.CHUNK)
+    expected = [json.loads(html_mod._json([html_mod._detail(s) for s in statements[k:k + html_mod.CHUNK]]))
+                for k in range(0, len(statements), html_mod.CHUNK)]
+    assert inflated == expected
+    monkeypatch.setattr(html_mod, "COMPRESS_ABOVE", 10**9)
+    m = re.search(r'id="pg-detail" data-encoding="(\w+)"', render_html(big))
+    assert m and m.group(1) == "json"

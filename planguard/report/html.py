@@ -174,13 +174,36 @@ def _points(i: int, s: dict[str, Any]) -> list[list[Any]]:
     return out
 
 
-def _detail_block(details: list[dict[str, Any]]) -> tuple[str, Markup]:
-    """The details as one JSON block, or as gzip+base64 chunks when they are big."""
-    texts = [_json(details[k:k + CHUNK]) for k in range(0, len(details), CHUNK)]
-    if sum(len(t) for t in texts) <= COMPRESS_ABOVE:
+def _detail_block(statements: list[dict[str, Any]]) -> tuple[str, Markup]:
+    """The statements' details as one JSON block, or as gzip+base64 chunks when they are big.
+
+    Built CHUNK statements at a time and compressed as soon as they are past COMPRESS_ABOVE,
+    so only one chunk's details (plan trees) live at once, however many statements there are."""
+    details: list[dict[str, Any]] | None = []  # all of them while they may stay one block
+    texts: list[str] = []  # the chunks' JSON, while not yet compressed
+    chunks: list[str] = []
+    size = 0
+    for k in range(0, len(statements), CHUNK):
+        part = [_detail(s) for s in statements[k:k + CHUNK]]
+        text = _json(part)
+        size += len(text)
+        if details is not None:
+            details.extend(part)
+            texts.append(text)
+            if size <= COMPRESS_ABOVE:
+                continue
+            details = None
+            chunks.extend(_gzip(t) for t in texts)
+            texts = []
+        else:
+            chunks.append(_gzip(text))
+    if details is not None:
         return "json", _script_json(details)
-    chunks = [base64.b64encode(gzip.compress(t.encode(), 6)).decode("ascii") for t in texts]
     return "gzip", _script_json({"size": CHUNK, "chunks": chunks})
+
+
+def _gzip(text: str) -> str:
+    return base64.b64encode(gzip.compress(text.encode(), 6, mtime=0)).decode("ascii")  # no date: reproducible
 
 
 def _groups(findings: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -204,7 +227,7 @@ def _render(context: dict[str, Any]) -> str:
             "statuses": list(STATUS_ORDER),
             "time_ratio": (context.get("thresholds") or {}).get("time_ratio"),
             "redacted": context.get("redacted", False)}
-    encoding, detail = _detail_block([_detail(s) for s in statements])
+    encoding, detail = _detail_block(statements)
     script = _static("report.js")
     if "</script" in script.lower():
         raise RuntimeError("report.js must not contain '</script'")
