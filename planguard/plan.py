@@ -239,6 +239,10 @@ def _name(v: Any) -> Any:
     return sys.intern(v) if type(v) is str else v
 
 
+def _same(v: Any) -> Any:
+    return v
+
+
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
@@ -251,6 +255,7 @@ def _q_error(plan_rows: float, actual_rows: float | None, loops: float | None) -
 
 
 def _node(d: Mapping[str, Any], source: _Source, counter: list[int]) -> PlanNode:
+    name = _name if source.given is None else _same  # interned only in plans that are kept
     if not isinstance(d, (dict, Mapping)) or "Node Type" not in d:
         raise PlanFormatError("a plan node without 'Node Type'")
     index = counter[0]
@@ -259,18 +264,18 @@ def _node(d: Mapping[str, Any], source: _Source, counter: list[int]) -> PlanNode
     if relation and d.get("Schema"):
         relation = f"{d['Schema']}.{relation}"
     children = tuple(_node(c, source, counter) for c in d.get("Plans", ()) or ())
-    node_type = _name(str(d["Node Type"]))
+    node_type = name(str(d["Node Type"]))
     plan_rows = float(d.get("Plan Rows", 0) or 0)
     actual_rows = None if d.get("Actual Rows") is None else float(d["Actual Rows"])
     loops = None if d.get("Actual Loops") is None else float(d["Actual Loops"])
     return PlanNode(
         node_type=node_type,
-        relation=_name(relation),
-        alias=_name(d.get("Alias")),
-        index_name=_name(d.get("Index Name")),
-        join_type=_name(d.get("Join Type")),
-        strategy=_name(d.get("Strategy")),
-        parent_relationship=_name(d.get("Parent Relationship")),
+        relation=name(relation),
+        alias=name(d.get("Alias")),
+        index_name=name(d.get("Index Name")),
+        join_type=name(d.get("Join Type")),
+        strategy=name(d.get("Strategy")),
+        parent_relationship=name(d.get("Parent Relationship")),
         subplan_name=d.get("Subplan Name"),
         parallel_aware=bool(d.get("Parallel Aware", False)),
         plan_rows=plan_rows,
@@ -278,7 +283,7 @@ def _node(d: Mapping[str, Any], source: _Source, counter: list[int]) -> PlanNode
         actual_rows=actual_rows,
         actual_loops=loops,
         children=children,
-        partial_mode=_name(d.get("Partial Mode")),
+        partial_mode=name(d.get("Partial Mode")),
         spill=_spill(d),
         rows_removed_by_filter=float(d.get("Rows Removed by Filter", 0) or 0),
         workers_planned=_int(d.get("Workers Planned")),

@@ -66,8 +66,8 @@ def _nodes(plan: Plan) -> list[_Node]:
         if parent is not None:
             out[parent].kids.append(me)
         if n.node_type in ("Gather", "Gather Merge"):
-            launched = n.raw.get("Workers Launched", n.raw.get("Workers Planned", 0))
-            procs = (int(launched) if isinstance(launched, int) else 0) + 1
+            launched = n.workers_launched if n.workers_launched is not None else n.workers_planned
+            procs = (launched or 0) + 1
         stack.extend([(c, me, depth + 1, truncated or n.node_type == "Limit", procs)
                       for c in reversed(n.children)])
     for x in reversed(out):  # in pre-order a node's children come after it
@@ -192,8 +192,9 @@ def _badges(n: PlanNode) -> list[dict[str, str]]:
 
 def _detail(n: PlanNode) -> list[list[str]]:
     out = []
+    r = n.raw
     for key in DETAIL_KEYS:
-        v = n.raw.get(key)
+        v = r.get(key)
         if v is None or v == "" or v == []:
             continue
         out.append([key, ", ".join(map(str, v)) if isinstance(v, list) else str(v)])
@@ -258,9 +259,7 @@ def _tree(nodes: list[_Node], pairs: Mapping[int, int], changed: Mapping[int, li
             "misestimate": None if q is None else {
                 "factor": round(q, 2), "dir": "under" if (rows_act or 0) > rows_est else "over"},
             "badges": _badges(n),
-            "buffers": {"hit": int(_num(n.raw, "Shared Hit Blocks")),
-                        "read": int(_num(n.raw, "Shared Read Blocks")),
-                        "temp": int(_num(n.raw, "Temp Read Blocks") + _num(n.raw, "Temp Written Blocks"))},
+            "buffers": {"hit": n.shared_hit, "read": n.shared_read, "temp": n.temp_blocks},
             "detail": _detail(n),
             "changed": changed.get(x.id, []),
             "pair": pairs.get(x.id),
@@ -281,7 +280,7 @@ def _insights_of(x: _Node, kids: list[_Node]) -> Iterator[tuple[str, str]]:
                               f"per loop ({q:,.0f}× {way})")
     if n.node_type == "Seq Scan" and n.actual_rows is not None:
         loops = float(n.actual_loops or 1)
-        removed = _num(n.raw, "Rows Removed by Filter") * loops
+        removed = n.rows_removed_by_filter * loops
         read = removed + float(n.actual_rows) * loops
         if removed >= SEQ_DISCARD_MIN and read and removed / read >= SEQ_DISCARD_SHARE:
             yield "seq_scan_discards", (f"{n.label} discards {removed / read:.0%} of the rows it reads "
