@@ -59,7 +59,8 @@ class _Source:
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, tree: Mapping[str, Any], compact: bool = True) -> None:
-        self.blob = zlib.compress(json.dumps(tree, separators=(",", ":")).encode(), 1) if compact else b""
+        text = json.dumps(tree, separators=(",", ":"), default=dict) if compact else ""  # any Mapping
+        self.blob = zlib.compress(text.encode(), 1) if compact else b""
         self.given = None if compact else tree
         self.decoded: tuple[Mapping[str, Any], ...] | None = None if compact else self._flat(tree)
 
@@ -75,7 +76,7 @@ class _Source:
 
     def tree(self) -> dict[str, Any]:
         """A fresh copy of the "Plan" object, nothing shared."""
-        text = json.dumps(self.given) if self.given is not None else zlib.decompress(self.blob)
+        text = json.dumps(self.given, default=dict) if self.given is not None else zlib.decompress(self.blob)
         out: dict[str, Any] = json.loads(text)
         return out
 
@@ -84,6 +85,8 @@ class _Source:
         if decoded is None:
             decoded = self._flat(self.tree())
             with self._lock:
+                if self.decoded is not None:  # another thread decoded it meanwhile
+                    return self.decoded[i]
                 self.decoded = decoded
                 self._recent.append(self)
                 while len(self._recent) > DECODED_KEPT:

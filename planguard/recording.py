@@ -188,10 +188,11 @@ class Recording:
 
     @classmethod
     def load(cls, path: Path) -> Recording:
-        try:
-            data = json.loads(path.read_text(), object_hook=_run_hook)
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # a plan's PlanFormatError too
-            raise WorkloadError(f"cannot read recording {path}: {exc}") from exc
+        return cls.from_data(_read(path, "cannot read recording {path}"), path)
+
+    @classmethod
+    def from_data(cls, data: Any, path: Path) -> Recording:
+        """The recording of ``data``, a file's JSON as ``_read`` gives it (runs already read)."""
         if not isinstance(data, dict) or data.get("format") != RECORDING_FORMAT:
             raise WorkloadError(f"{path} is not a planguard recording of format {RECORDING_FORMAT}")
         try:
@@ -203,6 +204,16 @@ class Recording:
                        int(data.get("kept", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise WorkloadError(f"{path}: malformed recording ({exc!r})") from exc
+
+
+def _read(path: Path, failure: str) -> Any:
+    """The JSON of ``path``, each run's object read into its Run as it comes (``_run_hook``);
+    ``failure``: the error's words, ``{path}`` in them."""
+    try:
+        return json.loads(path.read_text(), object_hook=_run_hook)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a plan's PlanFormatError too
+        why = getattr(exc, "strerror", None) or exc
+        raise WorkloadError(f"{failure.format(path=path)}: {why}") from exc
 
 
 def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
@@ -217,13 +228,9 @@ def param_sets_of(stmt: Statement) -> tuple[ParamSet, ...]:
 def resume_from(path: Path) -> Recording:
     """The recording to resume: ``path`` is one, or the JSON report of a comparison that
     names its recording (a partial run always saves one)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        why = getattr(exc, "strerror", None) or exc
-        raise WorkloadError(f"cannot read {path} to resume from: {why}") from exc
+    data = _read(path, "cannot read {path} to resume from")
     if isinstance(data, dict) and "format" in data and "old" in data:
-        return Recording.load(path)
+        return Recording.from_data(data, path)  # read once, run by run
     if not isinstance(data, dict) or "verdict" not in data:
         raise WorkloadError(f"{path} is neither a planguard JSON report nor a recording")
     recording = data.get("recording")

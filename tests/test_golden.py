@@ -76,3 +76,16 @@ def test_a_recording_is_read_run_by_run_as_its_plain_json_says(tmp_path: Path) -
     (tmp_path / "bad_plan.json").write_text(json.dumps(data))
     with pytest.raises(WorkloadError, match=r"cannot read recording .*Node Type"):
         Recording.load(tmp_path / "bad_plan.json")
+
+
+def test_resuming_from_a_recording_reads_it_once_as_load_does(tmp_path: Path) -> None:
+    """``resume_from`` given the recording itself reads it run by run, the same record as
+    ``Recording.load``; a file it cannot read is one clear error naming what it was for."""
+    from planguard.errors import WorkloadError
+    from planguard.recording import resume_from
+
+    path = OUT / "demo_as_restored.recording.json"
+    assert resume_from(path) == Recording.load(path)
+    (tmp_path / "broken.json").write_text('{"format": 1, "old": ')
+    with pytest.raises(WorkloadError, match=r"cannot read .*broken\.json to resume from: "):
+        resume_from(tmp_path / "broken.json")
