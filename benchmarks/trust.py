@@ -29,8 +29,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import psycopg
-
 from planguard.capture import capture
 from planguard.clusters import Cluster, pick_pair
 from planguard.compare import compare
@@ -39,12 +37,11 @@ from planguard.safety import Policy
 from planguard.workload import Workload
 from tests.fixtures import tpch
 from tests.fixtures.trust_scenarios import (
-    PARALLEL_OFF,
-    PARALLEL_RESET,
     SCENARIOS,
     build_base,
     copy_with_fault,
     drop,
+    parallel_off,
     restore_copy,
 )
 
@@ -75,23 +72,6 @@ def cpu_hog(enabled: bool) -> Iterator[None]:
             p.terminate()
         for p in procs:
             p.join()
-
-
-@contextlib.contextmanager
-def parallel_off(cluster: Cluster) -> Iterator[None]:
-    """Parallel plans off for the role on ``cluster`` while the block runs.
-
-    Only for the cells whose two sides share one cluster (and so its pool of parallel
-    workers). A cross-version pair keeps both clusters' defaults: a setting left on NEW alone
-    is a real difference (planguard's setting_diff), and a parallel plan on OLD only that is
-    slower without it is a real regression, not a false NO-GO."""
-    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-        conn.execute(PARALLEL_OFF)
-    try:
-        yield
-    finally:
-        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-            conn.execute(PARALLEL_RESET)
 
 
 @dataclass

@@ -8,11 +8,15 @@ times (``planguard.timing``) whether it is slower.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from planguard.config import Thresholds
-from planguard.measure import Measurement
-from planguard.timing import EPS_MS, Evidence, NoiseFloor, clearly_same, weigh
+from planguard.measure import Measurement, Run, summarize
+from planguard.timing import EPS_MS, Evidence, NoiseFloor, clearly_same, noise_floor, weigh
+
+K = TypeVar("K")
 
 STATUSES = ("regressed", "error", "slower_same_plan", "unstable", "plan_changed", "improved",
             "unchanged", "skipped")
@@ -168,3 +172,31 @@ def settled_slower(base: Measurement, other: Measurement, t: Thresholds,
     bar = max(t.time_ratio, noise.factor(base.median_ms) if noise else 1.0)
     return (other.median_ms <= base.median_ms * math.sqrt(bar)
             or other.median_ms - base.median_ms < t.min_time_delta_ms / 2)
+
+
+def more_pairs(call: Call | None, pairs: int, t: Thresholds, repeat: int) -> int:
+    """How many more pairs a series needs: none once its call is settled (anything but
+    ``unstable``) or ``max_runs`` is reached, else another ``repeat`` (at least 2)."""
+    if call is None or call.status != "unstable" or pairs >= t.max_runs:
+        return 0
+    return min(max(repeat, 2), t.max_runs - pairs)
+
+
+def noise_of(*sides: Mapping[K, Sequence[Run]]) -> NoiseFloor:
+    """A comparison's noise floor: from every series of runs of both sides, as they ran (the
+    floor the judge applies to every call)."""
+    return noise_floor([r.execution_ms for r in runs] for side in sides for runs in side.values())
+
+
+def unsettled(old: Mapping[K, Sequence[Run]], new: Mapping[K, Sequence[Run]], keys: Iterable[K],
+              t: Thresholds, repeat: int) -> list[K]:
+    """Of ``keys``, the series the comparison's final noise floor (``noise_of`` every run)
+    leaves ``unstable`` with room for more pairs (``more_pairs``).
+
+    The runner settles a series under the floor of the runs taken so far, and the floor
+    grows as a run goes on: a series that stopped early (two pairs beyond a squared bar
+    that was lower then) can be unsettled under the final floor.  Measured again, it is
+    called as its runs say, instead of ``unstable`` for want of pairs."""
+    noise = noise_of(old, new)
+    return [k for k in keys if old.get(k) and new.get(k) and more_pairs(
+        classify(summarize(old[k]), summarize(new[k]), t, noise), len(old[k]), t, repeat)]

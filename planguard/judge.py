@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from planguard.calls import SEVERITY, Call, classify
+from planguard.calls import SEVERITY, Call, classify, noise_of
 from planguard.causes import cause_fixes, cause_text, regression_causes, same_plan_causes
 from planguard.checks.freshness import TableStats
 from planguard.checks.readiness import ClusterSnapshot, evaluate_all, merge_findings
@@ -76,7 +76,7 @@ from planguard.recording import (
     Stopped,
     param_sets_of,
 )
-from planguard.timing import NoiseFloor, noise_floor
+from planguard.timing import NoiseFloor
 from planguard.verdict import decide
 from planguard.workload import Statement, Workload, is_guess
 
@@ -480,8 +480,7 @@ def judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresh
 def _judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thresholds: Thresholds,
            stopped: Stopped | None) -> Judgement:
     assert old_side.info and new_side.info
-    noise = noise_floor([r.execution_ms for r in runs]
-                        for rec in (old_side, new_side) for runs in rec.runs.values())
+    noise = noise_of(old_side.runs, new_side.runs)
     missing = "not run" if stopped is None else f"{NOT_FINISHED}the run stopped first ({stopped.reason})"
     results: list[StatementResult] = []
     for stmt in workload.statements:

@@ -58,7 +58,7 @@ import psycopg
 
 from planguard import db
 from planguard.budget import Budget
-from planguard.calls import Call, classify, settled, settled_slower
+from planguard.calls import Call, classify, more_pairs, noise_of, settled, settled_slower, unsettled
 from planguard.catalog.readiness import gather_all
 from planguard.checks.readiness import ClusterSnapshot
 from planguard.config import Thresholds
@@ -101,7 +101,7 @@ from planguard.recording import (
     param_sets_of,
 )
 from planguard.safety import is_write, may_plan, refusal
-from planguard.timing import NoiseFloor, noise_floor
+from planguard.timing import NoiseFloor
 from planguard.workload import Statement, Workload
 
 Progress = Callable[[str], None]
@@ -114,6 +114,7 @@ RECONNECT_DELAYS_S = (0.5, 1.0, 2.0)  # backoff between attempts to open a lost 
 RECONNECT_TIMEOUT_S = 3  # connect_timeout of those attempts
 POLITE_EVERY_S = 2.0  # --polite: how often OLD's load is read
 POLITE_PAUSE_S = 1.0  # ... and how long each pause lasts before it is read again
+SETTLE_ROUNDS = 3  # rounds of measuring again what the final noise floor leaves unsettled
 
 
 def mask_quoted(message: str) -> str:
@@ -141,14 +142,6 @@ def _steady(runs: Sequence[Run]) -> bool:
 def _warmup(runs: Sequence[Run]) -> tuple[Warmup, Run]:
     reads = sorted(reads_by_relation(runs[0].plan).items(), key=lambda kv: -kv[1])
     return Warmup(len(runs), runs[0].shared_read, runs[-1].shared_read, tuple(reads)), runs[-1]
-
-
-def more_pairs(call: Call | None, pairs: int, t: Thresholds, repeat: int) -> int:
-    """How many more pairs a series needs: none once its call is settled (anything but
-    ``unstable``) or ``max_runs`` is reached, else another ``repeat`` (at least 2)."""
-    if call is None or call.status != "unstable" or pairs >= t.max_runs:
-        return 0
-    return min(max(repeat, 2), t.max_runs - pairs)
 
 
 class _Stop(Exception):
@@ -460,7 +453,7 @@ class _Coordinator:
         """The noise floor of the runs so far (recomputed as the runs grow by a tenth)."""
         series = [r for side in (self.old.record, self.new.record) for r in side.runs.values()]
         if self._noise is None or len(series) > self._noise_series * 1.1 + 2:
-            self._noise = noise_floor([r.execution_ms for r in runs] for runs in series)
+            self._noise = noise_of(self.old.record.runs, self.new.record.runs)
             self._noise_series = len(series)
         return self._noise
 
@@ -547,6 +540,31 @@ class _Coordinator:
             ok = self._pairs(key, dbname, stmt, values, more)
         self.current = None
         return ok
+
+    def unsettled(self, items: Sequence[Item]) -> list[Item]:
+        """The series that the noise floor of every run so far (the one the judge applies)
+        leaves ``unstable`` with room for more pairs.  The floor grows as the run goes on: a
+        series that stopped early under the floor of its moment can be unsettled under the
+        final one, and the judge must not find it so."""
+        old, new = self.old.record.runs, self.new.record.runs
+        self._noise, self._noise_series = noise_of(old, new), len(old) + len(new)
+        again = set(unsettled(old, new, [it[0] for it in items if self.ran(it[0])], self.t, self.repeat))
+        return [it for it in items if it[0] in again]
+
+    def settle(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> None:
+        """More pairs for a finished series that is unsettled (``unsettled``): one pair
+        discarded first (its cache state is not the one its series ran in), then pairs while
+        the call stays ``unstable``, up to ``max_runs``.  A stop keeps the pairs taken."""
+        answers = self.both("measure", key, dbname, stmt, values)
+        for side, answer in zip((self.old, self.new), answers, strict=True):
+            warmup = side.record.warmups.get(key)
+            if warmup is not None and not isinstance(answer, str):
+                side.record.warmups[key] = replace(warmup, runs=warmup.runs + 1)
+        if any(isinstance(a, str) for a in answers):
+            return  # it ran before: a failure now says nothing of the runs recorded
+        while more := more_pairs(self.call(key), len(self.old.record.runs[key]), self.t, self.repeat):
+            if not self._pairs(key, dbname, stmt, values, more):
+                return
 
     def _sequential(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...],
                     warmed: tuple[Any, Any], countable: bool) -> bool:
@@ -669,6 +687,23 @@ def _check_resumable(resume: Recording, workload: Workload) -> None:
                 "file of the interrupted run")
 
 
+def _settle(co: _Coordinator, items: Sequence[Item], progress: Progress | None) -> None:
+    """Measure again what the final noise floor leaves unsettled, until nothing is (or every
+    such series has ``max_runs`` pairs): the judge then finds no series ``unstable`` that
+    more pairs could have settled."""
+    for _ in range(SETTLE_ROUNDS):
+        again = co.unsettled(items)
+        if not again:
+            return
+        if progress:
+            progress(f"measuring {len(again)} unsettled parameter set(s) again under the noise "
+                     "floor of the whole run")
+        for key, dbname, stmt, values in again:
+            co.settle(key, dbname, stmt, values)
+            if key[2] == GENERIC:
+                co.both("release", key)
+
+
 def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, thresholds: Thresholds,
         limits: db.SessionLimits, progress: Progress | None = None, generic: bool = True,
         redact: bool = False, check_results: bool = False, writes: str = "rollback",
@@ -701,6 +736,7 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
         if resume is not None and progress:
             progress(f"resuming: {kept} parameter sets already measured are kept")
         todo: list[Item] = []
+        generics: list[Item] = []
         steps = _Steps(on_step, co, todo, len(workload.statements))
         done = 0
         for dbname in databases:
@@ -727,18 +763,24 @@ def run(old_dsn: str, new_dsn: str, workload: Workload, *, repeat: int, threshol
                         co.digest(dbname, stmt, ps.label, ps.values)
                     if generic and ps.values:
                         gkey = (stmt.key, ps.label, GENERIC)
-                        co.series(gkey, dbname, stmt, ps.values)
+                        if co.series(gkey, dbname, stmt, ps.values):
+                            generics.append((gkey, dbname, stmt, ps.values))
                         co.both("release", gkey)
                 if generic and sets and sets[0].values:
                     # The plan cache decides from the custom plans of the calls it sees, mostly
                     # typical ones: the first (typical) set stands for them.
                     co.auto(dbname, stmt, sets[0].values)
         steps.next(None)
+        _settle(co, todo + generics, progress)
         confirm = [t for t in todo if co.large_same_plan(t[0])]
         if confirm and progress:
             progress(f"confirming {len(confirm)} same-plan slowdown(s) in a second round of pairs")
+        confirmed: list[Item] = []
         for key, dbname, stmt, values in confirm:
-            co.series((key[0], key[1], CONFIRM), dbname, stmt, values)
+            ckey = (key[0], key[1], CONFIRM)
+            if co.series(ckey, dbname, stmt, values):
+                confirmed.append((ckey, dbname, stmt, values))
+        _settle(co, confirmed, progress)
     except _Stop as exc:
         in_flight = (co.current,) if co.current else ()
         for side in (old.record, new.record):

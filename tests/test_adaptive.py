@@ -169,3 +169,42 @@ def test_a_generic_series_doing_other_work_settles_early_only_on_a_decisive_time
     assert settled_slower(summarize(custom), summarize(same_work), T)
     far = [_run(9.0, 5_000), _run(9.5, 5_000)]
     assert settled_slower(summarize(custom), summarize(far), T)
+
+
+def test_a_series_settled_under_the_early_noise_floor_is_measured_again_under_the_final_one() -> None:
+    """Recorded in a trust run (misleading_index): OLD 4.50/0.80 ms, NEW 26.6/23.4 ms on
+    another plan with 146x the buffers.  With the noise floor of the runs taken so far (none
+    yet for 1-10 ms), 2 pairs beyond the squared bar settled it; the floor of the whole run
+    (x2.6, from later series) put the first pair under the squared bar, and the judge called
+    it ``unstable``: a missed regression.  ``unsettled`` finds it, more pairs regress it."""
+    from planguard.calls import noise_of, unsettled
+    from planguard.timing import noise_floor
+
+    old = [_run(4.495, 43), _run(0.795, 43)]
+    new = [_run(26.6, 6286, "pg15_account_join"), _run(23.358, 6286, "pg15_account_join")]
+    early = noise_floor([[4.495, 0.795], [26.6, 23.358]])  # too few runs for a floor: x1
+    assert settled(summarize(old), summarize(new), T, early)  # where the runner stopped
+    noisy = {f"later {i}": [_run(2.0, 10), _run(5.2, 10)] for i in range(10)}  # ratio 2.6 each
+    olds, news = {"rare": old, **noisy}, {"rare": new, **noisy}
+    final = noise_of(olds, news)
+    assert final.factor(2.65) == pytest.approx(2.6, rel=0.01)
+    assert classify(summarize(old), summarize(new), T, final).status == "unstable"
+    assert unsettled(olds, news, list(olds), T, repeat=5) == ["rare"]
+    old += [_run(0.81, 43), _run(0.79, 43), _run(0.80, 43)]
+    new += [_run(21.0, 6286, "pg15_account_join")] * 3
+    olds["rare"], news["rare"] = old, new
+    assert classify(summarize(old), summarize(new), T, noise_of(olds, news)).status == "regressed"
+    assert unsettled(olds, news, list(olds), T, repeat=5) == []
+
+
+def test_unstable_at_max_runs_is_not_measured_again() -> None:
+    from planguard.calls import unsettled
+
+    # NEW 3x slower in 14 pairs of 20, 3x faster in 6: beyond the bar, never confirmed
+    slower = [i % 10 not in (1, 4, 7) for i in range(T.max_runs)]
+    old = [_run(1.0 if s else 3.0, 100) for s in slower]
+    new = [_run(3.0 if s else 1.0, 100) for s in slower]
+    assert classify(summarize(old), summarize(new), T).status == "unstable"
+    assert unsettled({"k": old}, {"k": new}, ["k"], T, repeat=5) == []
+    assert unsettled({"k": old[:5]}, {"k": new[:5]}, ["k"], T, repeat=5) == ["k"]
+    assert unsettled({"k": old}, {}, ["k"], T, repeat=5) == []  # one side failed: nothing to pair

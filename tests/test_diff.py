@@ -288,8 +288,7 @@ def test_workload_impact_is_littles_law() -> None:
 
 def test_only_unsettled_calls_get_more_pairs() -> None:
     """More pairs only for an unstable call, ``repeat`` at a time, never beyond max_runs."""
-    from planguard.calls import Call
-    from planguard.runner import more_pairs
+    from planguard.calls import Call, more_pairs
 
     unstable, settled = Call("unstable", ""), Call("regressed", "")
     assert more_pairs(unstable, 5, T, repeat=5) == 5

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from planguard.compare import compare
+from planguard.model import Comparison
 from planguard.safety import Policy
 from planguard.workload import Workload
 from tests.conftest import Pair
@@ -20,6 +21,7 @@ from tests.fixtures.trust_scenarios import (
     SCENARIOS,
     copy_with_fault,
     drop,
+    parallel_off,
     restore_copy,
     trust_base,
 )
@@ -27,6 +29,16 @@ from tests.fixtures.trust_scenarios import (
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 BASE = "trust_base"
 SAME = Policy(allow_same_cluster=True)  # the A/A copies and faults live on one cluster
+
+
+def _settled(result: Comparison) -> None:
+    """No call is ``unstable`` that more pairs could have settled (``planguard.calls.unsettled``):
+    an unstable series has ``max_runs`` pairs."""
+    short = [(r.statement.short_id, p.label, m.call.reason)
+             for r in result.statements for p in r.param_sets
+             for m in (p, p.generic) if m is not None and m.call.status == "unstable"
+             and m.old.runs < result.thresholds.max_runs]
+    assert not short, short
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +52,9 @@ def test_a_a_is_go_with_no_regression(clusters: Pair, base: tuple[str, Workload]
     copy = copy_with_fault(clusters.new, BASE, "trust_aa", [])
     try:
         for _ in range(3):
-            result = compare(dsn, copy, wl, repeat=5, policy=SAME)
+            with parallel_off(clusters.new):
+                result = compare(dsn, copy, wl, repeat=5, policy=SAME)
+            _settled(result)
             assert result.verdict.decision == "GO", result.verdict.reasons
             assert not [r.statement.query for r in result.statements
                         if r.status in ("regressed", "error") or r.generic_status == "regressed"]
@@ -55,9 +69,11 @@ def test_injected_regression_is_found_with_its_cause(clusters: Pair, base: tuple
     fault, cause = SCENARIOS[scenario]
     copy = copy_with_fault(clusters.new, BASE, f"trust_{scenario}", fault)
     try:
-        result = compare(dsn, copy, wl, repeat=5, policy=SAME)
+        with parallel_off(clusters.new):
+            result = compare(dsn, copy, wl, repeat=5, policy=SAME)
     finally:
         drop(clusters.new, f"trust_{scenario}")
+    _settled(result)
     assert result.verdict.decision == "NO-GO"
     blockers = [f for f in result.findings if f.severity == "blocker" and f.kind in REGRESSION_KINDS]
     assert blockers, result.verdict.reasons
@@ -79,7 +95,8 @@ def test_injected_regression_is_found_with_its_cause(clusters: Pair, base: tuple
 
 def test_decision_support_across_versions_is_go(clusters: Pair) -> None:
     """TPC-H's 22 queries (nobody here wrote them) on OLD and on NEW restored with the same data
-    and statistics: plans legitimately differ between major versions, none is slower, GO."""
+    and statistics: plans legitimately differ between major versions, none is slower, GO.
+    Both clusters keep their defaults (parallel plans on): the pair is symmetric."""
     from tests.fixtures import tpch
 
     name = "tpch_xv"
