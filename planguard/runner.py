@@ -168,6 +168,8 @@ class _Worker:
         self._generic: dict[Key, GenericPlan] = {}
         self._active: psycopg.Connection | None = None  # the session the current step uses
         self._wanted: str | None = None  # ... in that database
+        self._quiet: dict[str | None, psycopg.Connection] = {}  # sessions with track_counts off
+        self.counted: str | None = None  # why this side's executions count in its statistics
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = \
             queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=f"planguard-{label}", daemon=True)
@@ -244,10 +246,31 @@ class _Worker:
         snapshot = self.read_catalog(conn) if self.read_catalog else None
         if conn.closed:  # each family's read failed on a lost session: not a catalog finding
             raise ConnectionFailed("lost the connection while reading the catalog")
+        self._uncounted(dbname, conn)  # after the catalog: it reads the cluster's track_counts
         return info, str(conn.info.dbname), snapshot
 
-    def _once(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> Run:
+    def _uncounted(self, dbname: str | None, conn: psycopg.Connection) -> None:
+        """``SET track_counts = off`` in the session, once: planguard's own executions then
+        leave no trace in the cluster's activity statistics (``pg_stat_user_indexes.idx_scan``
+        above all, which says whether OLD ever used an index: a run would otherwise make the
+        next one see an index as used because planguard scanned it).  It needs superuser or
+        ``GRANT SET ON PARAMETER track_counts`` (PostgreSQL 15+); without, ``counted`` says so."""
+        if self._quiet.get(dbname) is conn:
+            return
+        try:
+            conn.execute(db.MARK + "SET track_counts = off")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self.counted = one_line(exc)
+        self._quiet[dbname] = conn
+
+    def _session(self, dbname: str | None) -> psycopg.Connection:
+        """The session of a step that executes workload statements (``_uncounted``)."""
         conn = self._conn(dbname)
+        self._uncounted(dbname, conn)
+        return conn
+
+    def _once(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> Run:
+        conn = self._session(dbname)
         text, binds = render(stmt.query, stmt.bindings, values)
         if key[2] == GENERIC and key not in self._generic:
             self._generic[key] = GenericPlan(conn, text)
@@ -283,7 +306,7 @@ class _Worker:
     def auto(self, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> bool | None:
         text, binds = render(stmt.query, stmt.bindings, values)
         try:
-            return auto_chooses_generic(self._conn(dbname), text, binds, self.version_num)
+            return auto_chooses_generic(self._session(dbname), text, binds, self.version_num)
         except QueryFailed:
             return None
 
@@ -298,7 +321,7 @@ class _Worker:
     def digest(self, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> Digest | str:
         text, binds = render(stmt.query, stmt.bindings, values)
         try:
-            return result_digest(self._conn(dbname), text, binds)
+            return result_digest(self._session(dbname), text, binds)
         except QueryFailed as exc:
             return str(exc)
 
@@ -348,6 +371,7 @@ class _Coordinator:
         self._old_first = True
         self._noise: NoiseFloor | None = None
         self._noise_series = 0
+        self._told_counted: dict[str, bool] = {}
         self._started = time.monotonic()
         self._polite_at = float("-inf")
 
@@ -631,6 +655,13 @@ class _Coordinator:
             side.record.info = info
             if snapshot is not None:
                 side.record.readiness[name] = snapshot  # always read afresh: the catalog of now
+            if side.counted and self.progress and not self._told_counted.get(side.label):
+                self._told_counted[side.label] = True
+                self.progress(
+                    f"{side.name}: planguard's executions will count in its activity statistics "
+                    f"(pg_stat_user_indexes.idx_scan: a later run can see an index planguard scanned as "
+                    f"used): SET track_counts = off was refused ({side.counted}); grant it with GRANT SET "
+                    "ON PARAMETER track_counts TO <role> (PostgreSQL 15+)")
 
     def plan(self, dbname: str | None, stmt: Statement) -> None:
         if all(stmt.key in s.record.plan_only for s in (self.old, self.new)):
