@@ -43,7 +43,7 @@ def _settled(result: Comparison) -> None:
 
 @pytest.fixture(scope="module")
 def base(clusters: Pair) -> Iterator[tuple[str, Workload]]:
-    with trust_base(clusters.new, BASE) as b:
+    with trust_base(clusters.new, BASE, held=False) as b:  # each same-cluster compare: parallel_off
         yield b
 
 

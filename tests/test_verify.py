@@ -158,7 +158,7 @@ def test_applying_the_verified_fix_script_gives_go(clusters: Pair, base: tuple[s
 @pytest.fixture(scope="module")
 def base15(clusters: Pair) -> Iterator[tuple[str, Workload]]:
     """The base database on the other cluster (PostgreSQL 15 here), where HypoPG may be installed."""
-    with trust_base(clusters.old, BASE, parallel_off=False) as b:
+    with trust_base(clusters.old, BASE, no_parallel=False) as b:
         yield b
 
 
