@@ -189,14 +189,37 @@ def noise_of(*sides: Mapping[K, Sequence[Run]]) -> NoiseFloor:
 
 
 def unsettled(old: Mapping[K, Sequence[Run]], new: Mapping[K, Sequence[Run]], keys: Iterable[K],
-              t: Thresholds, repeat: int) -> list[K]:
+              t: Thresholds, repeat: int, unpaired: Mapping[K, K] | None = None) -> dict[K, int]:
     """Of ``keys``, the series the comparison's final noise floor (``noise_of`` every run)
-    leaves ``unstable`` with room for more pairs (``more_pairs``).
+    leaves unsettled, with how many more pairs each gets (``repeat``, at least 2, up to
+    ``max_runs``): its own call ``unstable``, or, for a key of ``unpaired`` (a generic series
+    and its custom one), a comparison the judge makes of separate series (NEW's custom plan
+    against NEW's generic one, OLD's custom against NEW's generic) ``unstable``: then both
+    series, since an unpaired comparison rests on the shorter one.
 
     The runner settles a series under the floor of the runs taken so far, and the floor
     grows as a run goes on: a series that stopped early (two pairs beyond a squared bar
     that was lower then) can be unsettled under the final floor.  Measured again, it is
-    called as its runs say, instead of ``unstable`` for want of pairs."""
+    called as its runs say, instead of ``unstable`` for want of runs."""
     noise = noise_of(old, new)
-    return [k for k in keys if old.get(k) and new.get(k) and more_pairs(
-        classify(summarize(old[k]), summarize(new[k]), t, noise), len(old[k]), t, repeat)]
+    out: dict[K, int] = {}
+
+    def more(k: K) -> None:
+        n = len(old[k])
+        if n < t.max_runs:
+            out[k] = min(max(repeat, 2), t.max_runs - n)
+
+    for k in keys:
+        if not old.get(k) or not new.get(k):
+            continue
+        if classify(summarize(old[k]), summarize(new[k]), t, noise).status == "unstable":
+            more(k)
+        c = (unpaired or {}).get(k)
+        if c is None or not old.get(c) or not new.get(c):
+            continue
+        generic = summarize(new[k])
+        if any(classify(summarize(side[c]), generic, t, noise, paired=False).status == "unstable"
+               for side in (new, old)):
+            more(k)
+            more(c)
+    return out

@@ -565,20 +565,24 @@ class _Coordinator:
         self.current = None
         return ok
 
-    def unsettled(self, items: Sequence[Item]) -> list[Item]:
+    def unsettled(self, items: Sequence[Item]) -> list[tuple[Item, int]]:
         """The series that the noise floor of every run so far (the one the judge applies)
         leaves ``unstable`` with room for more pairs.  The floor grows as the run goes on: a
         series that stopped early under the floor of its moment can be unsettled under the
         final one, and the judge must not find it so."""
         old, new = self.old.record.runs, self.new.record.runs
         self._noise, self._noise_series = noise_of(old, new), len(old) + len(new)
-        again = set(unsettled(old, new, [it[0] for it in items if self.ran(it[0])], self.t, self.repeat))
-        return [it for it in items if it[0] in again]
+        unpaired = {it[0]: (it[0][0], it[0][1], CUSTOM) for it in items if it[0][2] == GENERIC}
+        more = unsettled(old, new, [it[0] for it in items if self.ran(it[0])], self.t, self.repeat,
+                         unpaired)
+        return [(it, more[it[0]]) for it in items if it[0] in more]
 
-    def settle(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...]) -> None:
+    def settle(self, key: Key, dbname: str | None, stmt: Statement, values: tuple[str | None, ...],
+               pairs: int) -> None:
         """More pairs for a finished series that is unsettled (``unsettled``): one pair
-        discarded first (its cache state is not the one its series ran in), then pairs while
-        the call stays ``unstable``, up to ``max_runs``.  A stop keeps the pairs taken."""
+        discarded first (its cache state is not the one its series ran in), then ``pairs``,
+        then more while its own call stays ``unstable``, up to ``max_runs``.  A stop keeps the
+        pairs taken."""
         answers = self.both("measure", key, dbname, stmt, values)
         for side, answer in zip((self.old, self.new), answers, strict=True):
             warmup = side.record.warmups.get(key)
@@ -586,6 +590,8 @@ class _Coordinator:
                 side.record.warmups[key] = replace(warmup, runs=warmup.runs + 1)
         if any(isinstance(a, str) for a in answers):
             return  # it ran before: a failure now says nothing of the runs recorded
+        if not self._pairs(key, dbname, stmt, values, pairs):
+            return
         while more := more_pairs(self.call(key), len(self.old.record.runs[key]), self.t, self.repeat):
             if not self._pairs(key, dbname, stmt, values, more):
                 return
@@ -729,8 +735,8 @@ def _settle(co: _Coordinator, items: Sequence[Item], progress: Progress | None) 
         if progress:
             progress(f"measuring {len(again)} unsettled parameter set(s) again under the noise "
                      "floor of the whole run")
-        for key, dbname, stmt, values in again:
-            co.settle(key, dbname, stmt, values)
+        for (key, dbname, stmt, values), pairs in again:
+            co.settle(key, dbname, stmt, values, pairs)
             if key[2] == GENERIC:
                 co.both("release", key)
 
