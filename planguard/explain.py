@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -48,8 +49,10 @@ def failure(conn: psycopg.Connection, exc: psycopg.Error) -> Exception:
     return QueryFailed(reason(exc))
 
 
+@lru_cache(maxsize=4096)
 def needs_rollback(query: str) -> bool:
-    """True when the statement writes or locks rows, so it may not run READ ONLY."""
+    """True when the statement writes or locks rows, so it may not run READ ONLY (parsed once
+    a text: every run of a statement asks)."""
     try:
         shape = analyze(query)
     except ParseFailure:
@@ -69,7 +72,8 @@ def reason(exc: psycopg.Error) -> str:
 
 def fetch_rolled_back(conn: psycopg.Connection, statement: str | sql.Composed,
                       values: tuple[str | None, ...] | None, rollback_only: bool,
-                      pipelined: bool = True) -> tuple[Any, ...]:
+                      pipelined: bool = True, before: Sequence[sql.Composed] = (),
+                      local: Sequence[sql.SQL] = ()) -> tuple[Any, ...]:
     """The one row a statement returns, run in its own transaction that is always rolled back.
 
     ``rollback_only`` False: the transaction is also READ ONLY.  Every statement
@@ -77,8 +81,11 @@ def fetch_rolled_back(conn: psycopg.Connection, statement: str | sql.Composed,
     one statement is refused unsent (``planguard.safety.one_statement``).  ``pipelined``
     (the default): BEGIN, the statement and ROLLBACK in one round trip, through the extended
     protocol; False for text with ``$n`` and no values (``EXPLAIN (GENERIC_PLAN)``), which
-    only the simple protocol takes.
+    only the simple protocol takes.  In the same round trip (pipelined only): ``before``,
+    statements sent ahead of the transaction (a PREPARE, which no rollback undoes); ``local``,
+    ``SET LOCAL`` statements after its BEGIN, which its ROLLBACK undoes.
     """
+    assert pipelined or not (before or local)
     if isinstance(statement, str) and not one_statement(statement):
         raise QueryFailed("refused: the text is not exactly one statement")
     # BEGIN, the statement and ROLLBACK go in one pipeline: one round trip instead of three
@@ -91,7 +98,11 @@ def fetch_rolled_back(conn: psycopg.Connection, statement: str | sql.Composed,
                     # prepare=False: psycopg would PREPARE the BEGIN and ROLLBACK it sends often,
                     # and a failure that aborts the pipeline would skip that PREPARE unseen.
                     with conn.pipeline():
+                        for first in before:
+                            conn.execute(first, prepare=False)
                         conn.execute(begin, prepare=False)
+                        for setting in local:
+                            conn.execute(setting, prepare=False)
                         cur.execute(statement, values or None, prepare=False)
                         conn.execute("ROLLBACK", prepare=False)
                 else:
@@ -137,6 +148,7 @@ def plan_with(conn: psycopg.Connection, query: str, values: tuple[str | None, ..
 # on NEW even when every custom plan is fine, so it is measured on its own.
 
 _counter = itertools.count(1)
+FORCE_GENERIC = sql.SQL("SET LOCAL plan_cache_mode = force_generic_plan")
 
 
 def _literals(values: tuple[str | None, ...]) -> sql.Composable:
@@ -191,24 +203,47 @@ def _explain_execute(conn: psycopg.Connection, name: str, values: tuple[str | No
 
 
 class GenericPlan:
-    """A statement PREPAREd under ``plan_cache_mode = force_generic_plan`` on one connection,
-    kept while its runs are measured (``run``), then deallocated (``close``).
+    """A statement PREPAREd on one connection and run under ``plan_cache_mode =
+    force_generic_plan`` (``run``), then deallocated (``close``).
 
-    The session's ``plan_cache_mode`` stays forced until ``close``: nothing else may be
-    prepared on the connection meanwhile (custom runs are unprepared and not affected).
+    The PREPARE goes in the first run's round trip, and each run sets the mode with ``SET
+    LOCAL`` in its own transaction, which its ROLLBACK undoes: the session's settings never
+    change, and custom runs between generic ones are not affected.
     """
 
     def __init__(self, conn: psycopg.Connection, query: str) -> None:
+        if not one_statement(query):
+            raise QueryFailed("refused: the text is not exactly one statement")
         self.conn = conn
         self.rollback_only = needs_rollback(query)
-        self.name = prepare(conn, query, "force_generic_plan")
+        self.name = f"planguard_{next(_counter)}"
+        self._prepare = sql.SQL(MARK + "PREPARE {} AS ").format(sql.Identifier(self.name)) + sql.SQL(query)
+        self.ready = False  # prepared on the server
 
     def run(self, values: tuple[str | None, ...]) -> Run:
         """One EXPLAIN ANALYZE EXECUTE of the generic plan. Raises QueryFailed."""
-        return Run.of(_explain_execute(self.conn, self.name, values, self.rollback_only))
+        stmt = sql.SQL(MARK + "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, FORMAT JSON) EXECUTE {}").format(
+            sql.Identifier(self.name))
+        if values:
+            stmt += sql.SQL("(") + _literals(values) + sql.SQL(")")
+        try:
+            row = fetch_rolled_back(self.conn, stmt, None, self.rollback_only,
+                                    before=() if self.ready else (self._prepare,), local=(FORCE_GENERIC,))
+        except Exception:
+            if not self.ready:  # the PREPARE may have run before what failed: the next run prepares afresh
+                with contextlib.suppress(psycopg.Error):
+                    self.close()
+            raise
+        self.ready = True
+        return Run.of(_plan_of(row))
 
     def close(self) -> None:
-        deallocate(self.conn, self.name)
+        """DEALLOCATE (nothing when it was never prepared or the connection is gone)."""
+        if self.conn.closed:
+            return
+        with contextlib.suppress(errors.InvalidSqlStatementName):  # the PREPARE itself failed
+            self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(self.name)), prepare=False)
+        self.ready = False
 
 
 def auto_chooses_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
@@ -219,14 +254,41 @@ def auto_chooses_generic(conn: psycopg.Connection, query: str, values: tuple[str
     unless a database or role setting says otherwise), plans (never executes) the
     statement six times with these values, as a driver that prepares statements would,
     then reads ``pg_prepared_statements.generic_plans`` (PostgreSQL 14+; None before).
+    PREPARE, the six plans (in a transaction that is rolled back), the read and DEALLOCATE
+    go in one pipeline: one round trip. Raises QueryFailed.
     """
     if server_version_num < 140000:
         return None
-    with prepared(conn, query, None) as name:
-        for _ in range(6):
-            _explain_execute(conn, name, values, rollback_only=True, analyze=False)
-        row = conn.execute("SELECT generic_plans FROM pg_prepared_statements WHERE name = %s",
-                           (name,)).fetchone()
+    if not one_statement(query):
+        raise QueryFailed("refused: the text is not exactly one statement")
+    plain = f"planguard_{next(_counter)}"
+    name = sql.Identifier(plain)
+    prepare_it = sql.SQL(MARK + "PREPARE {} AS ").format(name) + sql.SQL(query)
+    explain = sql.SQL(MARK + "EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {}").format(name)
+    if values:
+        explain += sql.SQL("(") + _literals(values) + sql.SQL(")")
+    try:
+        try:
+            with MarkedRawCursor(conn) as cur:
+                with conn.pipeline():
+                    conn.execute(prepare_it, prepare=False)
+                    conn.execute("BEGIN", prepare=False)
+                    for _ in range(6):
+                        conn.execute(explain, prepare=False)
+                    conn.execute("ROLLBACK", prepare=False)
+                    cur.execute(MARK + "SELECT generic_plans FROM pg_prepared_statements WHERE name = $1",
+                                (plain,), prepare=False)
+                    conn.execute(sql.SQL("DEALLOCATE {}").format(name), prepare=False)
+                row = cur.fetchone()
+        finally:
+            # A failure skipped the rest of the pipeline: its ROLLBACK and DEALLOCATE too.
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+    except psycopg.Error as exc:
+        if not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DEALLOCATE {}").format(name))
+        raise failure(conn, exc) from exc
     return bool(row and row[0])
 
 
