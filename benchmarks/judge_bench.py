@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -191,8 +192,12 @@ def child(phase: str, workdir: Path) -> dict[str, Any]:
                 "nodes": _nodes(rec), "findings": len(result.findings)}
     context = json.loads((workdir / "bench.report.json").read_text())
     _reset_peak()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     page, render_s, render_cpu = _timed(lambda: render_html(context))
-    return {"render_s": render_s, "render_cpu": render_cpu, "size_mb": len(page.encode()) / 1e6,
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"render_s": render_s, "render_cpu": render_cpu + workers_cpu, "workers_cpu": workers_cpu,
+            "cores": os.cpu_count() or 1, "size_mb": len(page.encode()) / 1e6,
             "peak_mb": _vm("VmHWM")}
 
 
@@ -257,8 +262,8 @@ def main() -> None:
          None),
         ("  peak memory reading it; resident after", f"{j['load_peak_mb']:,.0f}; {j['resident_mb']:,.0f} MB",
          "–", None),
-        ("P4 HTML render (CPU; wall)", f"{h['render_cpu']:.2f} s; {h['render_s']:.2f} s", "≤ 5 s",
-         h["render_cpu"] <= 5),
+        (f"P4 HTML render (wall; CPU over {h['cores']} cores)",
+         f"{h['render_s']:.2f} s; {h['render_cpu']:.2f} s", "≤ 5 s", h["render_s"] <= 5),
         ("P4 HTML size", f"{h['size_mb']:.1f} MB", "≤ 15 MB", h["size_mb"] <= 15),
         ("  render peak memory (the report's dict in memory)", f"{h['peak_mb']:,.0f} MB", "–", None),
     ]
@@ -266,7 +271,8 @@ def main() -> None:
     print(f"{'figure':<{width}}  {'value':>18}  {'target':>9}  met")
     for name, fig, target, met in rows:
         print(f"{name:<{width}}  {fig:>18}  {target:>9}  {'' if met is None else 'yes' if met else 'NO'}")
-    print("(met on CPU time: the machine may be shared; wall time is shown beside it)")
+    print("(P3 met on CPU time: the machine may be shared; P4 on wall time, the render's chunks being "
+          "built on every core: its CPU, the workers' included, is shown beside it)")
     print(f"reproduce: {cmd}")
 
 

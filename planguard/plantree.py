@@ -1,14 +1,16 @@
 """Plans as trees for reviewers, OLD and NEW aligned node by node (pure: no database).
 
 ``plan_pair(old, new)`` turns two raw EXPLAIN plan objects (what the JSON report keeps as
-``plan_json``) into what the report draws, in the conventions of the depesz and dalibo
-(pev2) plan viewers and pgMustard:
+``plan_json``) into what the report computes for drawing them, in the conventions of the
+depesz and dalibo (pev2) plan viewers and pgMustard:
 
-- every node in pre-order with its label (node type, relation, index, join method), its
-  exclusive time and that time's share of the plan, estimated against actual rows with the
-  misestimate factor and its direction, loops, rows per loop and in total, buffers, the
-  conditions and keys, and badges for what costs (rows removed by a filter, heap fetches,
-  hash batches, disk sorts, temp buffers, lossy bitmap blocks, workers not launched);
+- every node in pre-order (its ``id``: its place in that order, which is also the order of
+  the raw plan's nodes, depth first, ``Plans`` in order) with its parent and depth, its type
+  and label (node type, relation, index, join method), its time with all loops (parallel
+  processes counted once), its exclusive time and that time's share of the plan, the
+  misestimate factor and its direction, and badges for what costs (rows removed by a
+  filter, heap fetches, hash batches, disk sorts, temp buffers, lossy bitmap blocks, workers
+  not launched);
 - each node's pair on the other side, matched by relation: scans by their relation (and
   alias), joins by the set of relations below them, the other nodes by their kind and the
   relations below them; and what changed between the pair: ``scan method``, ``index``,
@@ -16,6 +18,9 @@
 - insights: what appears on NEW and not on OLD (a spill, a misestimate of 10x or more, a
   sequential scan that discards most of what it reads, a nested loop with a huge loop count,
   a lossy bitmap), each naming its node.
+
+What EXPLAIN itself says of a node (rows estimated and actual, loops, buffers, the keys of
+``DETAIL_KEYS``) is not copied: the page reads it from the raw plan, node ``id`` for node.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 from planguard.plan import CONDITION_KEYS, JOIN_NODES, Plan, PlanNode, parse_plan
 
+# What the page lists in a node's detail, read from the raw plan (``report.html`` passes it on).
 DETAIL_KEYS = (*CONDITION_KEYS, "Sort Key", "Presorted Key", "Group Key", "Hash Key", "Cache Key",
                "Sort Method", "Sort Space Used", "Sort Space Type", "Workers Planned", "Workers Launched",
                "Scan Direction", "Peak Memory Usage", "Hash Buckets", "Hash Batches")
@@ -158,7 +164,7 @@ BADGE_KEYS = ("Rows Removed by Filter", "Rows Removed by Join Filter", "Rows Rem
 
 def _badges(n: PlanNode) -> list[dict[str, str]]:
     r = n.raw
-    if not any(r.get(k) for k in BADGE_KEYS):
+    if not any(map(r.get, BADGE_KEYS)):  # most nodes
         return []
     loops = float(n.actual_loops or 1)
     out = []
@@ -187,17 +193,6 @@ def _badges(n: PlanNode) -> list[dict[str, str]]:
     planned, launched = r.get("Workers Planned"), r.get("Workers Launched")
     if isinstance(planned, int) and isinstance(launched, int) and launched < planned:
         out.append({"kind": "workers", "text": f"{launched} of {planned} workers launched"})
-    return out
-
-
-def _detail(n: PlanNode) -> list[list[str]]:
-    out = []
-    r = n.raw
-    for key in DETAIL_KEYS:
-        v = r.get(key)
-        if v is None or v == "" or v == []:
-            continue
-        out.append([key, ", ".join(map(str, v)) if isinstance(v, list) else str(v)])
     return out
 
 
@@ -246,21 +241,13 @@ def _tree(nodes: list[_Node], pairs: Mapping[int, int], changed: Mapping[int, li
         inclusive = inclusives[x.id]
         exclusive = exclusives[x.id]
         q = x.q_error
-        rows_est, rows_act = n.plan_rows, n.actual_rows
         out.append({
             "id": x.id, "parent": x.parent, "depth": x.depth, "type": n.node_type, "label": n.label,
-            "relation": n.relation, "index": n.index_name,
-            "join": n.node_type if n.node_type in JOIN_NODES else None,
-            "rows_est": rows_est, "rows_actual": rows_act, "loops": n.actual_loops,
-            "rows_total": None if rows_act is None or n.actual_loops is None else rows_act * n.actual_loops,
-            "time_ms": n.raw.get("Actual Total Time"), "time_total_ms": inclusive,
-            "exclusive_ms": exclusive,
+            "time_total_ms": inclusive, "exclusive_ms": exclusive,
             "exclusive_share": None if exclusive is None or not total else min(exclusive / total, 1.0),
             "misestimate": None if q is None else {
-                "factor": round(q, 2), "dir": "under" if (rows_act or 0) > rows_est else "over"},
+                "factor": round(q, 2), "dir": "under" if (n.actual_rows or 0) > n.plan_rows else "over"},
             "badges": _badges(n),
-            "buffers": {"hit": n.shared_hit, "read": n.shared_read, "temp": n.temp_blocks},
-            "detail": _detail(n),
             "changed": changed.get(x.id, []),
             "pair": pairs.get(x.id),
         })

@@ -371,7 +371,7 @@ class _Coordinator:
         self._old_first = True
         self._noise: NoiseFloor | None = None
         self._noise_series = 0
-        self._told_counted: dict[str, bool] = {}
+        self._told_counted: set[str] = set()  # the sides whose counted executions were told
         self._started = time.monotonic()
         self._polite_at = float("-inf")
 
@@ -475,10 +475,10 @@ class _Coordinator:
     # -- series of runs ----------------------------------------------------------------
     def noise(self) -> NoiseFloor:
         """The noise floor of the runs so far (recomputed as the runs grow by a tenth)."""
-        series = [r for side in (self.old.record, self.new.record) for r in side.runs.values()]
-        if self._noise is None or len(series) > self._noise_series * 1.1 + 2:
+        series = len(self.old.record.runs) + len(self.new.record.runs)
+        if self._noise is None or series > self._noise_series * 1.1 + 2:
             self._noise = noise_of(self.old.record.runs, self.new.record.runs)
-            self._noise_series = len(series)
+            self._noise_series = series
         return self._noise
 
     def call(self, key: Key) -> Call | None:
@@ -661,8 +661,8 @@ class _Coordinator:
             side.record.info = info
             if snapshot is not None:
                 side.record.readiness[name] = snapshot  # always read afresh: the catalog of now
-            if side.counted and self.progress and not self._told_counted.get(side.label):
-                self._told_counted[side.label] = True
+            if side.counted and self.progress and side.label not in self._told_counted:
+                self._told_counted.add(side.label)
                 self.progress(
                     f"{side.name}: planguard's executions will count in its activity statistics "
                     f"(pg_stat_user_indexes.idx_scan: a later run can see an index planguard scanned as "

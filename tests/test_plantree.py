@@ -52,11 +52,25 @@ def test_exclusive_times_add_up_to_the_plan_and_shares_are_fractions() -> None:
         assert all(n["parent"] is None or n["parent"] < n["id"] for n in tree["nodes"])
 
 
+def _raw_nodes(plan: dict) -> list[dict]:
+    """The raw plan's nodes depth first, "Plans" in order: a tree node's id is its place here."""
+    return [plan, *(n for c in plan.get("Plans", ()) for n in _raw_nodes(c))]
+
+
+def test_node_ids_are_the_raw_plans_nodes_in_order() -> None:
+    """The page reads what EXPLAIN says of a node from the raw plan by the node's id."""
+    for name in fixture_names():
+        raw = _raw_nodes(_plan(name))
+        tree = plan_pair(None, _plan(name))["new"]
+        assert [n["type"] for n in tree["nodes"]] == [d["Node Type"] for d in raw], name
+
+
 def test_parallel_workers_run_at_once() -> None:
     tree = plan_pair(None, _plan("pg18_parallel_agg"))["new"]
     nodes = _by_label(tree)
     scan = nodes["Parallel Seq Scan on public.transactions"]
-    assert scan["loops"] == 3 and scan["time_total_ms"] == pytest.approx(scan["time_ms"])  # 3 at once
+    raw = _raw_nodes(_plan("pg18_parallel_agg"))[scan["id"]]
+    assert raw["Actual Loops"] == 3 and scan["time_total_ms"] == pytest.approx(raw["Actual Total Time"])  # 3 at once
     assert sum(n["exclusive_ms"] for n in tree["nodes"]) == pytest.approx(tree["total_ms"], rel=1e-3)
 
 

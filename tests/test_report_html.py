@@ -13,8 +13,11 @@ import base64
 import copy
 import hashlib
 import json
+import os
 import re
+import resource
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,6 +226,11 @@ def test_sorting_and_filtering_change_the_rows(open_report: Any, restored: dict[
     assert "No statement matches" in page.locator("#stmt-body").inner_text()
 
 
+def _raw_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """A raw plan's nodes depth first, "Plans" in order (a plan tree node's id is its place)."""
+    return [plan, *(n for c in plan.get("Plans", ()) for n in _raw_nodes(c))]
+
+
 def test_a_plan_tree_expands_and_highlights_its_changed_node(open_report: Any, restored: dict[str, Any]) -> None:
     page = open_report(restored)
     row = page.locator("#stmt-body tr.statement[data-status=regressed]").first
@@ -243,9 +251,20 @@ def test_a_plan_tree_expands_and_highlights_its_changed_node(open_report: Any, r
     assert plan.locator(".pcell[data-side=new]:visible").count() < visible_before
     plan.locator("button", has_text="expand all").click()
     expect(plan.locator(".pcell[data-side=new]:visible")).to_have_count(visible_before)
-    # a node's conditions on a click, the raw EXPLAIN JSON on another
-    plan.locator(".pcell[data-side=new] .lbl", has_text="Bitmap Heap Scan").first.click()
-    assert "Recheck Cond" in plan.locator(".pdetail").first.inner_text()
+    # a node's conditions on a click, the raw EXPLAIN JSON on another; what EXPLAIN says of the
+    # node (rows, buffers, relation, conditions) is read from the raw plan, node for node
+    cell = plan.locator(".pcell[data-side=new]", has=page.locator(".lbl", has_text="Bitmap Heap Scan")).first
+    cell.locator(".lbl").click()
+    stmt = restored["statements"][int(row.get_attribute("data-i") or -1)]
+    decisive = next(p for p in stmt["param_sets"] if p["label"] == stmt["decisive_param_set"])
+    raw = _raw_nodes(decisive["new"]["plan_json"])[int(cell.get_attribute("data-node") or -1)]
+    assert raw["Node Type"] == "Bitmap Heap Scan"
+    meta, node_detail = cell.locator(".pmeta").inner_text(), cell.locator(".pdetail").inner_text()
+    def shown(v: float) -> str:  # as the page prints rows: 19,072 -> 19k
+        return f"{v / 1e6:.1f}M" if v >= 1e6 else f"{v / 1e3:.0f}k" if v >= 1e4 else f"{v:,.0f}"
+    assert f"rows {shown(raw['Plan Rows'])} est → {shown(raw['Actual Rows'])}" in meta, meta
+    assert f"shared hit {raw['Shared Hit Blocks']:,}, read {raw['Shared Read Blocks']:,}" in node_detail
+    assert f"{raw['Schema']}.{raw['Relation Name']}" in node_detail and raw["Recheck Cond"] in node_detail
     plan.locator("button.rawbtn").click()
     raw = plan.locator("pre.rawjson")
     assert raw.count() == 2 and '"Node Type": "Limit"' in raw.first.inner_text()
@@ -412,13 +431,21 @@ def test_a_plan_of_160_nodes_stays_readable(open_report: Any, restored: dict[str
 
 def test_big_details_are_compressed_chunk_by_chunk_and_reproducibly(restored: dict[str, Any],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past COMPRESS_ABOVE the details are built and compressed CHUNK statements at a time:
-    the chunks inflate to exactly the details of those statements, and the same report
-    renders to the same bytes (no date in the gzip headers)."""
+    """Past COMPRESS_ABOVE the details are built and compressed CHUNK statements at a time
+    (in forked workers, with more than one core): the chunks inflate to exactly the details of
+    those statements, and the same report renders to the same bytes (no date in the gzip
+    headers), built in parallel or one chunk after the other."""
     monkeypatch.setattr(html_mod, "COMPRESS_ABOVE", 10_000)
     big = replicate(restored, 120)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     page = render_html(big)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if (os.cpu_count() or 1) > 1 and threading.active_count() == 1:  # the workers built chunks 2 and 3
+        assert after.ru_utime + after.ru_stime > before.ru_utime + before.ru_stime
     assert page == render_html(big)
+    with monkeypatch.context() as one_core:
+        one_core.setattr(html_mod.os, "cpu_count", lambda: 1)
+        assert render_html(big) == page
     m = re.search(r'id="pg-detail"[^>]*>(.*?)</script>', page, re.S)
     assert m
     block = json.loads(m.group(1))

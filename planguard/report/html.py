@@ -3,12 +3,14 @@
 Data flow: ``render_html`` takes the dict of ``planguard.report.json.to_dict`` (the JSON
 contract). Jinja renders what a reviewer reads first (verdict, fix script, summary,
 findings, tables) as escaped HTML. Everything per statement (the table's rows, the
-charts' points, each statement's detail with its plan trees from ``planguard.plantree``)
-goes into ``<script type="application/json">`` blocks, which the page's own script
-(``static/report.js``) turns into DOM with ``textContent`` only, lazily: a statement's
-detail and plan trees are built when it is expanded. Details above ``COMPRESS_ABOVE``
-bytes are gzip-compressed in chunks (base64) and inflated in the page with
-``DecompressionStream``. A Content-Security-Policy allows only that one script, by hash.
+charts' points, each statement's detail with its raw plans and what ``planguard.plantree``
+computes of them) goes into ``<script type="application/json">`` blocks, which the page's
+own script (``static/report.js``) turns into DOM with ``textContent`` only, lazily: a
+statement's detail and plan trees are built when it is expanded, what EXPLAIN says of each
+node read from the raw plan. Details above ``COMPRESS_ABOVE`` bytes are gzip-compressed in
+chunks (base64), built on every core (forked workers) when there are many, and inflated in
+the page with ``DecompressionStream``. A Content-Security-Policy allows only that one script,
+by hash.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import gzip
 import hashlib
 import json
 import math
+import multiprocessing as mp
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -26,13 +32,14 @@ import pglast
 from markupsafe import Markup
 
 from planguard.heap import long_lived
-from planguard.plantree import plan_pair
+from planguard.plantree import DETAIL_KEYS, plan_pair
 from planguard.report.templating import ENV
 
 _env = ENV
 
 COMPRESS_ABOVE = 1_000_000  # bytes of detail JSON beyond which it is gzip-compressed
 CHUNK = 50  # statements per compressed chunk: expanding one inflates only its chunk
+MAX_WORKERS = 8  # processes building chunks at once, at most
 # How the page names a verification's outcome (planguard.verify, the JSON's verification.outcome).
 OUTCOMES = {"restores_old_plan": "restores OLD's plan", "improves": "improves", "no_effect": "no effect",
             "not_tried": "not tried"}
@@ -177,33 +184,56 @@ def _points(i: int, s: dict[str, Any]) -> list[list[Any]]:
 def _detail_block(statements: list[dict[str, Any]]) -> tuple[str, Markup]:
     """The statements' details as one JSON block, or as gzip+base64 chunks when they are big.
 
-    Built CHUNK statements at a time and compressed as soon as they are past COMPRESS_ABOVE,
-    so only one chunk's details (plan trees) live at once, however many statements there are."""
-    details: list[dict[str, Any]] | None = []  # all of them while they may stay one block
-    texts: list[str] = []  # the chunks' JSON, while not yet compressed
-    chunks: list[str] = []
+    Built CHUNK statements at a time until they are past COMPRESS_ABOVE; from then on each
+    chunk is compressed as it is built (``_chunks``, in parallel where the machine allows),
+    so only a chunk's details (plan trees) live at once, however many statements there are."""
+    details: list[dict[str, Any]] = []
+    texts: list[str] = []  # the chunks' JSON so far
     size = 0
     for k in range(0, len(statements), CHUNK):
         part = [_detail(s) for s in statements[k:k + CHUNK]]
         text = _json(part)
         size += len(text)
-        if details is not None:
-            details.extend(part)
-            texts.append(text)
-            if size <= COMPRESS_ABOVE:
-                continue
-            details = None
-            chunks.extend(_gzip(t) for t in texts)
-            texts = []
-        else:
-            chunks.append(_gzip(text))
-    if details is not None:
-        return "json", _script_json(details)
-    return "gzip", _script_json({"size": CHUNK, "chunks": chunks})
+        details.extend(part)
+        texts.append(text)
+        if size > COMPRESS_ABOVE:
+            chunks = [_gzip(t) for t in texts]
+            chunks.extend(_chunks(statements, range(k + CHUNK, len(statements), CHUNK)))
+            return "gzip", _script_json({"size": CHUNK, "chunks": chunks})
+    return "json", _script_json(details)
 
 
 def _gzip(text: str) -> str:
     return base64.b64encode(gzip.compress(text.encode(), 6, mtime=0)).decode("ascii")  # no date: reproducible
+
+
+def _chunk_of(statements: list[dict[str, Any]], k: int) -> str:
+    """The chunk of statements from index ``k``: details built, JSON, compressed."""
+    return _gzip(_json([_detail(s) for s in statements[k:k + CHUNK]]))
+
+
+_forked: list[dict[str, Any]] = []  # the statements forked workers build chunks of
+
+
+def _forked_chunk(k: int) -> str:
+    return _chunk_of(_forked, k)
+
+
+def _chunks(statements: list[dict[str, Any]], starts: range) -> list[str]:
+    """The compressed chunks from each of ``starts``, in order. Each is CPU work alone (plan
+    trees, JSON, gzip): with several cores and no other thread in this process, forked
+    workers build them in parallel from the statements they inherit (a chunk's index is all
+    that is sent to them); else this process, one after the other. The same chunks either way."""
+    workers = min(os.cpu_count() or 1, len(starts), MAX_WORKERS)
+    if workers < 2 or "fork" not in mp.get_all_start_methods() or threading.active_count() > 1:
+        return [_chunk_of(statements, k) for k in starts]
+    global _forked
+    _forked = statements
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            return list(pool.map(_forked_chunk, starts))
+    finally:
+        _forked = []
 
 
 def _groups(findings: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -226,7 +256,7 @@ def _render(context: dict[str, Any]) -> str:
             "points": [pt for i, s in enumerate(statements) for pt in _points(i, s)],
             "statuses": list(STATUS_ORDER),
             "time_ratio": (context.get("thresholds") or {}).get("time_ratio"),
-            "redacted": context.get("redacted", False)}
+            "redacted": context.get("redacted", False), "detail_keys": list(DETAIL_KEYS)}
     encoding, detail = _detail_block(statements)
     script = _static("report.js")
     if "</script" in script.lower():

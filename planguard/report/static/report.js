@@ -203,6 +203,44 @@
     return out;
   }
 
+  // What EXPLAIN says of each node (rows, loops, buffers, relation, index, the detail keys) is
+  // read from the raw plan, whose nodes depth first are the tree's ids in order:
+  // planguard.plantree computes only what EXPLAIN does not say.
+  const JOINS = new Set(['Nested Loop', 'Hash Join', 'Merge Join']);
+  function rawNodes(raw) {
+    const flat = [], stack = raw ? [raw] : [];
+    while (stack.length) {
+      const d = stack.pop();
+      flat.push(d);
+      const kids = Array.isArray(d.Plans) ? d.Plans : [];
+      for (let k = kids.length - 1; k >= 0; k--) stack.push(kids[k]);
+    }
+    return flat;
+  }
+  function withRaw(tree, raw) {
+    if (!tree || tree.raw) return tree;
+    const flat = rawNodes(raw);
+    const n0 = (v) => (isNum(v) ? v : 0);
+    const shown = (v) => v !== null && v !== undefined && v !== '' && !(Array.isArray(v) && !v.length);
+    for (const n of tree.nodes) {
+      const d = flat[n.id] || {};
+      n.relation = d['Relation Name'] ? (d.Schema ? d.Schema + '.' : '') + d['Relation Name'] : null;
+      n.index = d['Index Name'] || null;
+      n.join = JOINS.has(n.type) ? n.type : null;
+      n.rows_est = n0(d['Plan Rows']);
+      n.rows_actual = d['Actual Rows'];
+      n.loops = d['Actual Loops'];
+      n.rows_total = isNum(n.rows_actual) && isNum(n.loops) ? n.rows_actual * n.loops : null;
+      n.time_ms = d['Actual Total Time'];
+      n.buffers = { hit: n0(d['Shared Hit Blocks']), read: n0(d['Shared Read Blocks']),
+        temp: n0(d['Temp Read Blocks']) + n0(d['Temp Written Blocks']) };
+      n.detail = DATA.detail_keys.filter((k) => shown(d[k]))
+        .map((k) => [k, Array.isArray(d[k]) ? d[k].map(String).join(', ') : String(d[k])]);
+    }
+    tree.raw = true;
+    return tree;
+  }
+
   function shareClass(s) { return !isNum(s) ? '' : s >= 0.9 ? 'x90' : s >= 0.5 ? 'x50' : s >= 0.1 ? 'x10' : ''; }
   function misClass(f) { return f >= 1000 ? 'm1000' : f >= 100 ? 'm100' : f >= 10 ? 'm10' : ''; }
 
@@ -269,7 +307,8 @@
   const WIDE = 12;  // a node with more children than this folds its quiet ones
 
   function planView(plans, sides, heading) {
-    const trees = { old: plans.old, new: plans.new };
+    const trees = { old: withRaw(plans.old, sides.old && sides.old.plan_json),
+      new: withRaw(plans.new, sides.new && sides.new.plan_json) };
     const oldNodes = trees.old ? trees.old.nodes : [];
     const newNodes = trees.new ? trees.new.nodes : [];
     const both = !!(trees.old && trees.new);
