@@ -94,7 +94,11 @@ class _Source:
         return decoded[i]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each of its 26 fields through
+# object.__setattr__, four times the cost of a plain one, and nodes are built by the million
+# (every run's plan; the report's trees). Nothing assigns to a node once built (a plan never
+# changes); equality and hashing are a frozen one's (``unsafe_hash``).
+@dataclass(slots=True, unsafe_hash=True)
 class PlanNode:
     node_type: str
     relation: str | None = None  # schema-qualified when EXPLAIN VERBOSE gave the schema
