@@ -387,7 +387,16 @@ def test_a_big_report_pages_and_inflates_details_lazily(open_report: Any, restor
     rows = page.locator("#stmt-body tr.statement")
     assert rows.count() == sum(1 for s in big["statements"] if s["status"] == "regressed")
     rows.last.locator("button.expand").click()  # a statement of the last chunk
-    expect(page.locator("#stmt-body tr.detail .plan .pcell.changed").first).to_be_visible()
+    plan = page.locator("#stmt-body tr.detail .plan").first
+    expect(plan.locator(".pcell.changed").first).to_be_visible()
+    # its raw plans and what they say of each node are back in place
+    plan.locator(".pcell[data-side=new] .lbl", has_text="Bitmap Heap Scan").first.click()
+    assert "Recheck Cond" in plan.locator(".pdetail").first.inner_text()
+    plan.locator("button.rawbtn").click()
+    assert '"Node Type": "Limit"' in plan.locator("pre.rawjson").first.inner_text()
+    generic = page.locator("#stmt-body tr.detail details.generic").first
+    generic.locator("summary").click()
+    expect(generic.locator(".plan, pre").first).to_be_visible()
 
 
 def test_a_readiness_check_renders_without_statements(open_report: Any, restored: dict[str, Any]) -> None:
@@ -429,6 +438,16 @@ def test_a_plan_of_160_nodes_stays_readable(open_report: Any, restored: dict[str
     plan.screenshot(path=str(ARTIFACTS / "report-html-plan-163-nodes.png"))
 
 
+def _unpacked(chunk: list[Any]) -> list[dict[str, Any]]:
+    """A compressed chunk's details with their plans put back, as report.js does."""
+    details, trees, raws = chunk
+    pairs = [x for d in details for p in d["param_sets"] for x in ([p, p["generic"]] if p["generic"] else [p])]
+    assert len(pairs) == len(trees) == len(raws)
+    for x, tree, (old, new) in zip(pairs, trees, raws, strict=True):
+        x["plans"], x["old"]["plan_json"], x["new"]["plan_json"] = tree, old, new
+    return list(details)
+
+
 def test_big_details_are_compressed_chunk_by_chunk_and_reproducibly(restored: dict[str, Any],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Past COMPRESS_ABOVE the details are built and compressed CHUNK statements at a time
@@ -450,7 +469,7 @@ def test_big_details_are_compressed_chunk_by_chunk_and_reproducibly(restored: di
     assert m
     block = json.loads(m.group(1))
     assert block["size"] == html_mod.CHUNK
-    inflated = [json.loads(html_mod.gzip.decompress(base64.b64decode(c))) for c in block["chunks"]]
+    inflated = [_unpacked(json.loads(html_mod.gzip.decompress(base64.b64decode(c)))) for c in block["chunks"]]
     statements = big["statements"]
     assert len(inflated) == -(-len(statements) // html_mod.CHUNK)
     expected = [json.loads(html_mod._json([html_mod._detail(s) for s in statements[k:k + html_mod.CHUNK]]))

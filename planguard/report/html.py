@@ -188,19 +188,44 @@ def _detail_block(statements: list[dict[str, Any]]) -> tuple[str, Markup]:
     chunk is compressed as it is built (``_chunks``, in parallel where the machine allows),
     so only a chunk's details (plan trees) live at once, however many statements there are."""
     details: list[dict[str, Any]] = []
-    texts: list[str] = []  # the chunks' JSON so far
+    parts: list[list[dict[str, Any]]] = []  # the chunks so far
     size = 0
     for k in range(0, len(statements), CHUNK):
         part = [_detail(s) for s in statements[k:k + CHUNK]]
-        text = _json(part)
-        size += len(text)
+        size += len(_json(part))
         details.extend(part)
-        texts.append(text)
+        parts.append(part)
         if size > COMPRESS_ABOVE:
-            chunks = [_gzip(t) for t in texts]
+            chunks = [_gzip(_json(_packed(p))) for p in parts]
             chunks.extend(_chunks(statements, range(k + CHUNK, len(statements), CHUNK)))
             return "gzip", _script_json({"size": CHUNK, "chunks": chunks})
     return "json", _script_json(details)
+
+
+def _packed(details: list[dict[str, Any]]) -> list[Any]:
+    """A chunk as it is compressed: ``[details, trees, raw plans]``, the plan trees and the raw
+    plans (each pair's, in the order of the details, a set's generic pair after it) moved out
+    of the details into lists of their own. Alike next to alike, gzip finds more to share
+    within its 32 KB window: 18 % smaller on the recorded demo's plans. The page puts them
+    back (``report.js``: ``unpacked``)."""
+    trees: list[Any] = []
+    raws: list[Any] = []
+    out = []
+    for d in details:
+        sets = []
+        for p in d["param_sets"]:
+            pairs = [p] + ([p["generic"]] if p.get("generic") else [])
+            moved = []
+            for x in pairs:
+                trees.append(x["plans"])
+                raws.append([x["old"]["plan_json"], x["new"]["plan_json"]])
+                moved.append({**x, "plans": None, "old": {**x["old"], "plan_json": None},
+                              "new": {**x["new"], "plan_json": None}})
+            if len(moved) > 1:
+                moved[0]["generic"] = moved[1]
+            sets.append(moved[0])
+        out.append({**d, "param_sets": sets})
+    return [out, trees, raws]
 
 
 def _gzip(text: str) -> str:
@@ -209,7 +234,7 @@ def _gzip(text: str) -> str:
 
 def _chunk_of(statements: list[dict[str, Any]], k: int) -> str:
     """The chunk of statements from index ``k``: details built, JSON, compressed."""
-    return _gzip(_json([_detail(s) for s in statements[k:k + CHUNK]]))
+    return _gzip(_json(_packed([_detail(s) for s in statements[k:k + CHUNK]])))
 
 
 _forked: list[dict[str, Any]] = []  # the statements forked workers build chunks of

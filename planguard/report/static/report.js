@@ -170,8 +170,27 @@
     }
     if (chunked === null) chunked = JSON.parse(detailBlock.textContent);
     const c = Math.floor(i / chunked.size);
-    if (!chunkCache.has(c)) chunkCache.set(c, gunzipBase64(chunked.chunks[c]).then(JSON.parse));
+    if (!chunkCache.has(c)) chunkCache.set(c, gunzipBase64(chunked.chunks[c]).then((t) => unpacked(JSON.parse(t))));
     return (await chunkCache.get(c))[i % chunked.size];
+  }
+
+  // A compressed chunk is [details, trees, raw plans]: each pair's plan trees and raw plans,
+  // in the order of the details (a set's generic pair after it), go back in place
+  // (planguard.report.html._packed).
+  function unpacked(chunk) {
+    const [details, trees, raws] = chunk;
+    let k = 0;
+    for (const d of details) {
+      for (const p of d.param_sets || []) {
+        for (const x of p.generic ? [p, p.generic] : [p]) {
+          x.plans = trees[k];
+          x.old.plan_json = raws[k][0];
+          x.new.plan_json = raws[k][1];
+          k++;
+        }
+      }
+    }
+    return details;
   }
 
   // ---- plan trees --------------------------------------------------------------------
