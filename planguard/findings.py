@@ -151,6 +151,13 @@ COLD_CACHE = kind(
     why="NEW's first executions read far more from outside shared buffers than OLD's (a fresh restore); the "
         'timings were taken after a warm-up',
     fix="`CREATE EXTENSION pg_prewarm; SELECT pg_prewarm('schema.table');`")
+ACTIVITY_COUNTED = kind(
+    'activity_counted', 'info', 'cluster',
+    severities='info',
+    why="planguard's own executions counted in the cluster's activity statistics (`pg_stat_user_indexes."
+        "idx_scan`, `pg_stat_user_tables`): its role may not `SET track_counts = off`; a later check or "
+        'compare can see an index planguard scanned as used',
+    fix='`GRANT SET ON PARAMETER track_counts TO role;` (PostgreSQL 15+, as a superuser)')
 QUERY_ERROR = kind(
     'query_error', 'blocker', 'statement',
     severities='blocker (NEW only), warning (both), info (OLD only)',

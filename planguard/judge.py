@@ -19,6 +19,7 @@ from planguard.checks.readiness import ClusterSnapshot, evaluate_all, merge_find
 from planguard.config import Thresholds
 from planguard.diff import Change, diff_plans, runtime_changes
 from planguard.findings import (
+    ACTIVITY_COUNTED,
     COLD_CACHE,
     EMPTY_RESULT,
     GENERIC_PLAN_REGRESSION,
@@ -40,6 +41,7 @@ from planguard.findings import (
     Subject,
     human_size,
     listing,
+    quoted_ident,
     sql_literal,
 )
 from planguard.heap import long_lived
@@ -391,6 +393,26 @@ def _cold_cache(old: SideRecord, new: SideRecord) -> list[Finding]:
     return [Finding(COLD_CACHE, "info", "NEW", message, remediation, Subject("cluster", "NEW"))]
 
 
+def _counted(old: SideRecord, new: SideRecord) -> list[Finding]:
+    """A side whose activity statistics counted planguard's executions (``SET track_counts =
+    off`` refused): said, with the grant that prevents it next time."""
+    out = []
+    for label, rec in (("OLD", old), ("NEW", new)):
+        if rec.counted is None:
+            continue
+        role = rec.counted_role or "the role planguard connects as"
+        message = (
+            f"planguard's {rec.executions:,} executions on {label} counted in its activity statistics "
+            f"(pg_stat_user_indexes.idx_scan, pg_stat_user_tables): SET track_counts = off was refused "
+            f"({rec.counted}). A later check or compare on {label} can see an index planguard scanned as "
+            "used (unused_index, harmful_index read idx_scan); this run read them before anything ran")
+        remediation = (f"GRANT SET ON PARAMETER track_counts TO {quoted_ident(role)};  "
+                       "-- on " + label + ", as a superuser (PostgreSQL 15+)") \
+            if rec.counted_role else "GRANT SET ON PARAMETER track_counts TO <role>;  -- PostgreSQL 15+"
+        out.append(Finding(ACTIVITY_COUNTED, "info", label, message, remediation, Subject("cluster", label)))
+    return out
+
+
 def _measurement(rec: SideRecord, key: Key, missing: str) -> Measurement:
     warmup = rec.warmups.get(key)
     if key in rec.errors:
@@ -520,6 +542,7 @@ def _judge(workload: Workload, old_side: SideRecord, new_side: SideRecord, thres
                                              thresholds, noise)
     coverage = coverage_of(results)
     findings = merge_findings(context, statement_findings + _cold_cache(old_side, new_side)
+                              + _counted(old_side, new_side)
                               + _coverage_findings(coverage, thresholds)
                               + _stopped_findings(stopped, results)
                               + _same_cluster(old_side.info, new_side.info))

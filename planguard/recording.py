@@ -56,6 +56,10 @@ class SideRecord:
     executions: int = 0  # EXPLAIN ANALYZE executions of workload statements, warm-ups included
     server_ms: float = 0.0  # their planning plus execution time
     reconnects: int = 0  # sessions lost (terminated, dropped) and opened again
+    # Why planguard's executions counted in the cluster's activity statistics (SET track_counts
+    # = off refused), and the role it ran as; None when they left no trace.
+    counted: str | None = None
+    counted_role: str | None = None
 
     def done(self, key: Key) -> bool:
         """``key`` was measured, or failed for a reason of its own (not cut short by a stop,
@@ -76,6 +80,7 @@ class SideRecord:
             auto_generic=dict(self.auto_generic), plan_only=dict(self.plan_only),
             readiness=dict(self.readiness), digests=dict(self.digests),
             executions=self.executions, server_ms=self.server_ms, reconnects=self.reconnects,
+            counted=self.counted, counted_role=self.counted_role,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +102,8 @@ class SideRecord:
             "executions": self.executions,
             "server_ms": self.server_ms,
             "reconnects": self.reconnects,
+            "counted": self.counted,
+            "counted_role": self.counted_role,
         }
 
     @classmethod
@@ -119,6 +126,8 @@ class SideRecord:
             executions=int(d["executions"]),
             server_ms=float(d["server_ms"]),
             reconnects=int(d.get("reconnects", 0)),
+            counted=d.get("counted"),
+            counted_role=d.get("counted_role"),
         )
 
 

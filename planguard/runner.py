@@ -169,7 +169,6 @@ class _Worker:
         self._active: psycopg.Connection | None = None  # the session the current step uses
         self._wanted: str | None = None  # ... in that database
         self._quiet: dict[str | None, psycopg.Connection] = {}  # sessions with track_counts off
-        self.counted: str | None = None  # why this side's executions count in its statistics
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = \
             queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=f"planguard-{label}", daemon=True)
@@ -254,13 +253,16 @@ class _Worker:
         leave no trace in the cluster's activity statistics (``pg_stat_user_indexes.idx_scan``
         above all, which says whether OLD ever used an index: a run would otherwise make the
         next one see an index as used because planguard scanned it).  It needs superuser or
-        ``GRANT SET ON PARAMETER track_counts`` (PostgreSQL 15+); without, ``counted`` says so."""
+        ``GRANT SET ON PARAMETER track_counts`` (PostgreSQL 15+); without, the record's
+        ``counted`` says why (and ``counted_role`` as whom), and the judgement says so."""
         if self._quiet.get(dbname) is conn:
             return
         try:
             conn.execute(db.MARK + "SET track_counts = off")
         except psycopg.errors.InsufficientPrivilege as exc:
-            self.counted = one_line(exc)
+            self.record.counted = one_line(exc)
+            row = conn.execute(db.MARK + "SELECT current_user").fetchone()
+            self.record.counted_role = str(row[0]) if row else None
         self._quiet[dbname] = conn
 
     def _session(self, dbname: str | None) -> psycopg.Connection:
@@ -661,13 +663,13 @@ class _Coordinator:
             side.record.info = info
             if snapshot is not None:
                 side.record.readiness[name] = snapshot  # always read afresh: the catalog of now
-            if side.counted and self.progress and side.label not in self._told_counted:
+            if side.record.counted and self.progress and side.label not in self._told_counted:
                 self._told_counted.add(side.label)
                 self.progress(
                     f"{side.name}: planguard's executions will count in its activity statistics "
                     f"(pg_stat_user_indexes.idx_scan: a later run can see an index planguard scanned as "
-                    f"used): SET track_counts = off was refused ({side.counted}); grant it with GRANT SET "
-                    "ON PARAMETER track_counts TO <role> (PostgreSQL 15+)")
+                    f"used): SET track_counts = off was refused ({side.record.counted}); grant it with "
+                    "GRANT SET ON PARAMETER track_counts TO <role> (PostgreSQL 15+)")
 
     def plan(self, dbname: str | None, stmt: Statement) -> None:
         if all(stmt.key in s.record.plan_only for s in (self.old, self.new)):

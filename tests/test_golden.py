@@ -40,6 +40,10 @@ def test_a_recording_round_trips(tmp_path: Path) -> None:
     recording = Recording.load(OUT / "demo_as_restored.recording.json")
     recording.save(tmp_path / "again.json")
     assert Recording.load(tmp_path / "again.json") == recording
+    recording.old.counted, recording.old.counted_role = "permission denied to set parameter", "app"
+    recording.save(tmp_path / "counted.json")
+    again = Recording.load(tmp_path / "counted.json")
+    assert again == recording and again.old.counted_role == "app" and again.new.counted is None
 
 
 def test_recording_files_fail_with_one_clear_line(tmp_path: Path) -> None:

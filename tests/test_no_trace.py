@@ -62,6 +62,7 @@ def test_a_comparison_leaves_idx_scan_as_it_found_it(olddb: str, newdb: str, dbn
     assert result.load is not None and result.load[0].executions >= 4  # it ran, with the index
     assert (_scans(olddb), _scans(newdb)) == before
     assert not [m for m in said if "track_counts" in m]
+    assert not [f for f in result.findings if f.kind == "activity_counted"]
     # The control: the same executions from a session that counts do show.
     with psycopg.connect(olddb, autocommit=True, application_name=APP_NAME) as conn:
         conn.execute("SELECT count(*), sum(qty) FROM items WHERE owner = 7")
@@ -104,3 +105,9 @@ def test_a_role_that_may_not_set_track_counts_is_told_before_it_counts(clusters:
     first_run = next(i for i, m in enumerate(said) if "SELECT count(*)" in m)
     assert said.index(warned[0]) < first_run  # said before anything ran
     assert granted == 0 and not [m for m in told if "track_counts" in m]
+    # The report says it too, for each side, with the grant for that role.
+    counted = [f for f in result.findings if f.kind == "activity_counted"]
+    assert [(f.object, f.severity) for f in counted] == [("OLD", "info"), ("NEW", "info")]
+    assert "permission denied to set parameter" in counted[0].message
+    assert counted[0].remediation.startswith(f'GRANT SET ON PARAMETER track_counts TO "{role}";')
+    assert f"{result.load[0].executions:,} executions on OLD" in counted[0].message
