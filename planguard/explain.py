@@ -219,6 +219,7 @@ class GenericPlan:
         self.name = f"planguard_{next(_counter)}"
         self._prepare = sql.SQL(MARK + "PREPARE {} AS ").format(sql.Identifier(self.name)) + sql.SQL(query)
         self.ready = False  # prepared on the server
+        self.sent = False  # a PREPARE was sent and no DEALLOCATE since
 
     def run(self, values: tuple[str | None, ...]) -> Run:
         """One EXPLAIN ANALYZE EXECUTE of the generic plan. Raises QueryFailed."""
@@ -226,6 +227,7 @@ class GenericPlan:
             sql.Identifier(self.name))
         if values:
             stmt += sql.SQL("(") + _literals(values) + sql.SQL(")")
+        self.sent = True
         try:
             row = fetch_rolled_back(self.conn, stmt, None, self.rollback_only,
                                     before=() if self.ready else (self._prepare,), local=(FORCE_GENERIC,))
@@ -238,12 +240,12 @@ class GenericPlan:
         return Run.of(_plan_of(row))
 
     def close(self) -> None:
-        """DEALLOCATE (nothing when it was never prepared or the connection is gone)."""
-        if self.conn.closed:
+        """DEALLOCATE (nothing when no PREPARE was sent, or the connection is gone)."""
+        if not self.sent or self.conn.closed:
             return
+        self.sent = self.ready = False
         with contextlib.suppress(errors.InvalidSqlStatementName):  # the PREPARE itself failed
             self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(self.name)), prepare=False)
-        self.ready = False
 
 
 def auto_chooses_generic(conn: psycopg.Connection, query: str, values: tuple[str | None, ...],
