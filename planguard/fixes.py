@@ -29,12 +29,12 @@ from pglast.parser import scan
 from planguard.findings import Finding, human_size
 
 PHASES = ("analyze", "sequences", "settings", "indexes", "other")
-PHASE_TITLES = {
-    "analyze": "1. Statistics (ANALYZE takes a SHARE UPDATE EXCLUSIVE lock: reads and writes go on)",
-    "sequences": "2. Sequences",
-    "settings": "3. Settings",
-    "indexes": "4. Indexes, CONCURRENTLY (no lock that blocks writes; not inside a transaction)",
-    "other": "5. Other",
+PHASE_TITLES = {  # numbered in the script as they come: 1, 2, ... of the phases it has
+    "analyze": "Statistics (ANALYZE takes a SHARE UPDATE EXCLUSIVE lock: reads and writes go on)",
+    "sequences": "Sequences",
+    "settings": "Settings",
+    "indexes": "Indexes, CONCURRENTLY (no lock that blocks writes; not inside a transaction)",
+    "other": "Other",
 }
 # ANALYZE reads a sample of 300 x default_statistics_target rows, from as many pages at most.
 SAMPLE_ROWS_PER_TARGET = 300
@@ -187,10 +187,12 @@ def script_text(steps: Sequence[Step]) -> str:
     lines = ["-- planguard: fix before cutover, on NEW, in this order (psql -v ON_ERROR_STOP=1 -f ...).",
              "-- Steps written commented out need a decision or an edit first."]
     phase = None
+    number = 0
     for s in steps:
         if s.phase != phase:
             phase = s.phase
-            lines += ["", f"-- {PHASE_TITLES[phase]}"]
+            number += 1
+            lines += ["", f"-- {number}. {PHASE_TITLES[phase]}"]
         if s.note:
             lines.append(f"-- {s.note}")
         if s.clears:

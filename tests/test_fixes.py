@@ -74,6 +74,11 @@ def test_a_safe_order_one_step_per_statement_and_what_each_clears() -> None:
         < text.index("CREATE INDEX CONCURRENTLY")
     assert "\n-- ALTER ROLE <app_role>" in text  # written commented out
     assert text.count("SELECT pg_reload_conf();") == 1
+    assert [line.split(" (")[0] for line in text.splitlines() if line[3:4].isdigit()] == [
+        "-- 1. Statistics", "-- 2. Sequences", "-- 3. Settings", "-- 4. Indexes, CONCURRENTLY"]
+    # The phases a script has are numbered as they come: no gap where one has no step.
+    lean = script_text([s for s in steps if s.phase != "sequences"])
+    assert "-- 2. Settings" in lean and "-- 3. Indexes, CONCURRENTLY" in lean and "-- 4." not in lean
 
 
 def test_a_conditional_statement_of_a_blocker_is_commented_out() -> None:
