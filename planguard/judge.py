@@ -33,6 +33,7 @@ from planguard.findings import (
     RESULT_ORDER,
     RUN_STOPPED,
     SAME_CLUSTER,
+    SETTING_DIFF,
     SLOWER_SAME_PLAN,
     STATEMENT_SKIPPED,
     UNSTABLE_TIMING,
@@ -169,7 +170,7 @@ def _statement_findings(results: list[StatementResult], context: list[Finding], 
                 "-- no action needed if it stays fast; review it if the statement is latency-critical",
                 subject,
             ))
-        out.extend(_generic_findings(res, obj, subject, rate, thresholds, noise))
+        out.extend(_generic_findings(res, obj, subject, rate, thresholds, noise, context))
         out.extend(_result_findings(res, obj, subject))
         out.extend(_empty_results(res, obj, subject))
     return out
@@ -274,11 +275,26 @@ def _load_text(imp: Impact | None, thresholds: Thresholds, label: str) -> tuple[
 SLOWER = ("regressed", "slower_same_plan")
 
 
+def _flip_fix(context: Sequence[Finding]) -> str:
+    """What brings OLD's custom plans back when NEW's plan cache switches to the generic plan:
+    OLD's plan_cache_mode when NEW's differs (the catalog's ``setting_diff``), else custom
+    plans for the application's role once statistics are fixed (the same mode on both sides:
+    NEW's cost estimates favour the generic plan)."""
+    differ = next((f for f in context if f.kind == SETTING_DIFF and f.object == "plan_cache_mode"
+                   and f.severity != "info"), None)
+    if differ is not None:
+        return "-- NEW's plan_cache_mode differs from OLD's: set OLD's\n" + differ.remediation
+    return ("-- plan_cache_mode is the same on both: NEW's cost estimates favour the generic plan.\n"
+            "-- Fix the statistics first (the ANALYZE steps); if it persists, keep custom plans for\n"
+            "-- the application:\nALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;")
+
+
 def _generic_findings(res: StatementResult, obj: str, subject: Subject, rate: str, thresholds: Thresholds,
-                      noise: NoiseFloor | None = None) -> list[Finding]:
+                      noise: NoiseFloor | None = None, context: Sequence[Finding] = ()) -> list[Finding]:
     """Generic plans: regressed against OLD's, or much slower than NEW's own custom plan.
 
     Custom and generic runs are separate series, not pairs: those comparisons are unpaired.
+    ``context``: the catalog findings (a plan_cache_mode that differs says how to fix a flip).
     """
     out: list[Finding] = []
     for p in res.param_sets:
@@ -307,8 +323,7 @@ def _generic_findings(res: StatementResult, obj: str, subject: Subject, rate: st
         if flip.status == "regressed":
             flip_imp = (Impact(res.statement.calls_per_second, p.old.median_ms, g.new.median_ms)
                         if p.old.median_ms is not None and g.new.median_ms is not None else None)
-            flip_fix = ("-- find why NEW prefers the generic plan (plan_cache_mode setting? statistics?):\n"
-                        "ALTER ROLE <app_role> SET plan_cache_mode = auto;  -- or force_custom_plan")
+            flip_fix = _flip_fix(context)
             out.append(Finding(
                 GENERIC_PLAN_REGRESSION, "blocker", obj,
                 f"{obj} ({rate}) as a prepared statement: OLD's plan cache keeps custom plans but "

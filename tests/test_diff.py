@@ -255,6 +255,24 @@ def test_custom_to_generic_flip_is_a_blocker() -> None:
     findings = judge(wl, _side_with(same, {"fp": False}), _side_with(same, {"fp": True}), T).findings
     flips = [f for f in findings if f.kind == "generic_plan_regression"]
     assert flips and flips[0].severity == "blocker" and "OLD's plan cache keeps custom plans" in flips[0].message
+    # The same plan_cache_mode on both (no setting_diff): statistics first, then custom plans
+    # for the application's role (a placeholder the script leaves commented out).
+    fix = flips[0].remediation
+    assert "same on both" in fix and fix.endswith("ALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;")
+
+
+def test_a_plan_cache_flip_from_a_differing_plan_cache_mode_is_fixed_with_olds() -> None:
+    from planguard.findings import SETTING_DIFF, Finding, Subject
+    from planguard.judge import _flip_fix
+
+    differ = Finding(SETTING_DIFF, "warning", "plan_cache_mode", "plan_cache_mode is auto on OLD (default) but "
+                     "force_generic_plan on NEW (configuration file)",
+                     "ALTER SYSTEM SET plan_cache_mode = 'auto';\nSELECT pg_reload_conf();",
+                     Subject("setting", "plan_cache_mode"))
+    fix = _flip_fix([differ])
+    assert fix.startswith("-- NEW's plan_cache_mode differs from OLD's")
+    assert fix.endswith("ALTER SYSTEM SET plan_cache_mode = 'auto';\nSELECT pg_reload_conf();")
+    assert "force_custom_plan" in _flip_fix([])
 
 
 def test_impact_decides_between_blocker_and_warning() -> None:
