@@ -115,7 +115,7 @@ class DemoResult:
     before: Comparison  # NEW as restored: the big table never analyzed
     after: Comparison  # after ANALYZE on NEW
     reports: dict[str, Path]
-    # Each blocker's fix tried on NEW (rolled back): its outcome and summary.
+    # Each blocker's fix tried on NEW (rolled back): the blocker, the outcome, the summary.
     verified: list[str] = field(default_factory=list)
 
 
@@ -186,8 +186,8 @@ def run(workdir: Path, *, rows: int = 1_000_000, iterations: int = 600, repeat: 
         before = compare(old.dsn(), new.dsn(), workload, repeat=repeat)
         say("trying each blocker's fix on NEW, in transactions that are rolled back (--verify-fixes)")
         context = verify(context_of(before), new.dsn(), old.dsn(), repeat=repeat, progress=say)
-        verified = [f"{f['verification']['outcome']}: {f['verification']['summary']}"
-                    for f in context["findings"] if f["severity"] == "blocker" and f["verification"]]
+        verified = [f"{f['kind']} {f['object']}: {v['outcome']}: {v['summary']}"
+                    for f in context["findings"] if f["severity"] == "blocker" and (v := f["verification"])]
         paths = write_context(context, {"html": workdir / "reports" / "demo.html",
                                         "json": workdir / "reports" / "demo.json"})
         say("running ANALYZE on NEW (the fix) and comparing again")

@@ -204,7 +204,10 @@ def test_demo_command_builds_its_own_clusters(tmp_path: Path) -> None:
     assert "As restored" in res.stdout and "NO-GO" in res.stdout
     assert "After ANALYZE on NEW:\nGO" in res.stdout
     # The fix is proved on NEW before it is applied (rolled back), and the report says so.
-    assert "fix tried on NEW (rolled back): restores_old_plan: ANALYZE public.transactions restores" in res.stdout
+    assert ("fix tried on NEW (rolled back): never_analyzed public.transactions: restores_old_plan: "
+            "ANALYZE public.transactions restores") in res.stdout
+    tried = [line for line in res.stdout.splitlines() if "fix tried on NEW" in line]
+    assert len(tried) == len(set(tried)) >= 2  # one line a blocker, each naming it
     report = json.loads((tmp_path / "reports/demo.json").read_text())
     assert report["verification"]["catalog_unchanged"]
     never = next(f for f in report["findings"] if f["kind"] == "never_analyzed")
