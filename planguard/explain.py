@@ -193,13 +193,18 @@ def prepared(conn: psycopg.Connection, query: str, cache_mode: str | None) -> It
         deallocate(conn, name)
 
 
-def _explain_execute(conn: psycopg.Connection, name: str, values: tuple[str | None, ...],
-                     rollback_only: bool, analyze: bool = True) -> Plan:
+def _explain_execute_sql(name: str, values: tuple[str | None, ...], analyze: bool = True) -> sql.Composed:
+    """``EXPLAIN (...) EXECUTE name(values)``: with ANALYZE and BUFFERS, or a plan only."""
     options = "ANALYZE, BUFFERS, VERBOSE, FORMAT JSON" if analyze else "VERBOSE, FORMAT JSON"
     stmt = sql.SQL(MARK + "EXPLAIN (" + options + ") EXECUTE {}").format(sql.Identifier(name))
     if values:
         stmt += sql.SQL("(") + _literals(values) + sql.SQL(")")
-    return _plan_of(fetch_rolled_back(conn, stmt, None, rollback_only))
+    return stmt
+
+
+def _explain_execute(conn: psycopg.Connection, name: str, values: tuple[str | None, ...],
+                     rollback_only: bool, analyze: bool = True) -> Plan:
+    return _plan_of(fetch_rolled_back(conn, _explain_execute_sql(name, values, analyze), None, rollback_only))
 
 
 class GenericPlan:
@@ -223,14 +228,11 @@ class GenericPlan:
 
     def run(self, values: tuple[str | None, ...]) -> Run:
         """One EXPLAIN ANALYZE EXECUTE of the generic plan. Raises QueryFailed."""
-        stmt = sql.SQL(MARK + "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, FORMAT JSON) EXECUTE {}").format(
-            sql.Identifier(self.name))
-        if values:
-            stmt += sql.SQL("(") + _literals(values) + sql.SQL(")")
         self.sent = True
         try:
-            row = fetch_rolled_back(self.conn, stmt, None, self.rollback_only,
-                                    before=() if self.ready else (self._prepare,), local=(FORCE_GENERIC,))
+            row = fetch_rolled_back(self.conn, _explain_execute_sql(self.name, values), None,
+                                    self.rollback_only, before=() if self.ready else (self._prepare,),
+                                    local=(FORCE_GENERIC,))
         except Exception:
             if not self.ready:  # the PREPARE may have run before what failed: the next run prepares afresh
                 with contextlib.suppress(psycopg.Error):
@@ -266,9 +268,7 @@ def auto_chooses_generic(conn: psycopg.Connection, query: str, values: tuple[str
     plain = f"planguard_{next(_counter)}"
     name = sql.Identifier(plain)
     prepare_it = sql.SQL(MARK + "PREPARE {} AS ").format(name) + sql.SQL(query)
-    explain = sql.SQL(MARK + "EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {}").format(name)
-    if values:
-        explain += sql.SQL("(") + _literals(values) + sql.SQL(")")
+    explain = _explain_execute_sql(plain, values, analyze=False)
     try:
         try:
             with MarkedRawCursor(conn) as cur:

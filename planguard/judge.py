@@ -415,15 +415,14 @@ def _counted(old: SideRecord, new: SideRecord) -> list[Finding]:
     for label, rec in (("OLD", old), ("NEW", new)):
         if rec.counted is None:
             continue
-        role = rec.counted_role or "the role planguard connects as"
         message = (
             f"planguard's {rec.executions:,} executions on {label} counted in its activity statistics "
             f"(pg_stat_user_indexes.idx_scan, pg_stat_user_tables): SET track_counts = off was refused "
             f"({rec.counted}). A later check or compare on {label} can see an index planguard scanned as "
             "used (unused_index, harmful_index read idx_scan); this run read them before anything ran")
-        remediation = (f"GRANT SET ON PARAMETER track_counts TO {quoted_ident(role)};  "
-                       "-- on " + label + ", as a superuser (PostgreSQL 15+)") \
-            if rec.counted_role else "GRANT SET ON PARAMETER track_counts TO <role>;  -- PostgreSQL 15+"
+        role = quoted_ident(rec.counted_role) if rec.counted_role else "<role>"
+        remediation = (f"GRANT SET ON PARAMETER track_counts TO {role};  "
+                       f"-- on {label}, as a superuser (PostgreSQL 15+)")
         out.append(Finding(ACTIVITY_COUNTED, "info", label, message, remediation, Subject("cluster", label)))
     return out
 

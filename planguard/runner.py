@@ -669,7 +669,8 @@ class _Coordinator:
                     f"{side.name}: planguard's executions will count in its activity statistics "
                     f"(pg_stat_user_indexes.idx_scan: a later run can see an index planguard scanned as "
                     f"used): SET track_counts = off was refused ({side.record.counted}); grant it with "
-                    "GRANT SET ON PARAMETER track_counts TO <role> (PostgreSQL 15+)")
+                    f"GRANT SET ON PARAMETER track_counts TO {side.record.counted_role or '<role>'} "
+                    "(PostgreSQL 15+)")
 
     def plan(self, dbname: str | None, stmt: Statement) -> None:
         if all(stmt.key in s.record.plan_only for s in (self.old, self.new)):

@@ -188,15 +188,15 @@ def _detail_block(statements: list[dict[str, Any]]) -> tuple[str, Markup]:
     chunk is compressed as it is built (``_chunks``, in parallel where the machine allows),
     so only a chunk's details (plan trees) live at once, however many statements there are."""
     details: list[dict[str, Any]] = []
-    parts: list[list[dict[str, Any]]] = []  # the chunks so far
+    texts: list[str] = []  # the chunks so far, packed, as JSON
     size = 0
     for k in range(0, len(statements), CHUNK):
         part = [_detail(s) for s in statements[k:k + CHUNK]]
-        size += len(_json(part))
+        texts.append(_json(_packed(part)))
+        size += len(texts[-1])
         details.extend(part)
-        parts.append(part)
         if size > COMPRESS_ABOVE:
-            chunks = [_gzip(_json(_packed(p))) for p in parts]
+            chunks = [_gzip(t) for t in texts]
             chunks.extend(_chunks(statements, range(k + CHUNK, len(statements), CHUNK)))
             return "gzip", _script_json({"size": CHUNK, "chunks": chunks})
     return "json", _script_json(details)
