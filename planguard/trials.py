@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from planguard.config import Thresholds
 from planguard.plantree import plan_pair
+from planguard.timing import CLASS_NAMES, NoiseFloor
 
 OUTCOMES = ("restores_old_plan", "improves", "no_effect", "not_tried")
 ATTRIBUTIONS = ("statistics", "planner", "unknown")
@@ -75,6 +77,7 @@ class Target:
     old_plan: str | None  # OLD's plan fingerprint (custom plan)
     before_ms: float | None  # NEW's, as compare measured it (the plan the blocker is about)
     generic: bool  # the blocker is about the plan cache's generic plan
+    old_buffers: int | None = None  # OLD's shared + temp buffers per run (median)
 
 
 @dataclass
@@ -100,9 +103,12 @@ def _target(s: Mapping[str, Any], generic: bool = False) -> Target | None:
     if ps is None:
         return None
     new = (ps.get("generic") or {}).get("new") if generic else ps["new"]
+    old = ps["old"]
+    buffers = None if old.get("shared_buffers") is None else \
+        int(old["shared_buffers"]) + int(old.get("temp_buffers") or 0)
     return Target(s["fingerprint"], s.get("database"), s["query"], ps["label"], tuple(ps["values"]),
-                  ps["old"].get("median_ms"), ps["old"].get("plan_fingerprint"),
-                  (new or {}).get("median_ms"), generic)
+                  old.get("median_ms"), old.get("plan_fingerprint"), (new or {}).get("median_ms"), generic,
+                  buffers)
 
 
 def _setting_values(findings: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -266,41 +272,68 @@ class Remeasured:
     after_plan: str | None
     error: str | None = None
     planned_only: bool = False  # a hypothetical index: planned, never executed (no time)
+    after_buffers: int | None = None  # shared + temp buffers per run (median)
 
     @property
     def restored(self) -> bool:
         return self.after_plan is not None and self.after_plan == self.target.old_plan
 
 
-def still_regressed(old_ms: float | None, after_ms: float | None, thresholds: Mapping[str, Any],
-                    planned_only: bool = False) -> bool:
-    if planned_only:
-        return False  # judged by its plan alone
+def noise_of_result(result: Mapping[str, Any]) -> NoiseFloor | None:
+    """The comparison's noise floor, as its JSON result records it."""
+    n = result.get("noise")
+    if not n:
+        return None
+    by_name = {c["class"]: c for c in n["classes"]}
+    return NoiseFloor(tuple(by_name.get(name, {}).get("factor") for name in CLASS_NAMES),
+                      tuple(int(by_name.get(name, {}).get("ratios") or 0) for name in CLASS_NAMES),
+                      float(n["quantile"]))
+
+
+def still_regressed(m: Remeasured, thresholds: Mapping[str, Any], noise: NoiseFloor | None = None) -> bool:
+    """Would the judge still call the statement regressed, measured again inside the trial?
+
+    As ``planguard.calls.classify`` does, against OLD's median: slower beyond ``time_ratio``,
+    the comparison's noise floor (the trial's runs are taken apart from OLD's, on a machine that
+    may be busier now) and ``min_time_delta_ms``, *and* other work: another plan, or OLD's plan
+    with ``buffers_ratio`` times and ``min_buffers_delta`` more buffers.  OLD's plan back with
+    OLD's work and a slower clock is what the judge calls ``slower_same_plan``, not the
+    regression the fix is for.  A planned-only trial (a hypothetical index) is judged by its plan."""
+    if m.planned_only:
+        return False
+    old_ms, after_ms = m.target.old_ms, m.after_ms
     if old_ms is None or after_ms is None:
         return after_ms is None
-    return after_ms >= old_ms * float(thresholds["time_ratio"]) and \
-        after_ms - old_ms >= float(thresholds["min_time_delta_ms"])
+    bar = max(float(thresholds["time_ratio"]), noise.factor(old_ms) if noise else 1.0)
+    if after_ms < old_ms * bar or after_ms - old_ms < float(thresholds["min_time_delta_ms"]):
+        return False
+    if not m.restored or m.target.old_buffers is None or m.after_buffers is None:
+        return True
+    ratio = float(thresholds.get("buffers_ratio", Thresholds.buffers_ratio))
+    floor = float(thresholds.get("min_buffers_delta", Thresholds.min_buffers_delta))
+    return m.after_buffers >= m.target.old_buffers * ratio and m.after_buffers - m.target.old_buffers >= floor
 
 
-def outcome(measured: Sequence[Remeasured], thresholds: Mapping[str, Any]) -> str:
+def outcome(measured: Sequence[Remeasured], thresholds: Mapping[str, Any], noise: NoiseFloor | None = None,
+            ) -> str:
     """The verdict on a fix from its statements measured again."""
     if not measured or all(m.error for m in measured):
         return "no_effect"
-    restored = [m.restored and not still_regressed(m.target.old_ms, m.after_ms, thresholds, m.planned_only)
-                for m in measured]
+    restored = [m.restored and not still_regressed(m, thresholds, noise) for m in measured]
     if all(restored):
         return "restores_old_plan"
     faster = [m.after_ms is not None and m.target.before_ms is not None
               and m.after_ms * IMPROVES_BY <= m.target.before_ms for m in measured]
-    return "improves" if any(faster) or any(restored) else "no_effect"
+    return "improves" if any(faster) or any(m.restored for m in measured) else "no_effect"
 
 
-def statements_json(measured: Sequence[Remeasured], thresholds: Mapping[str, Any]) -> list[dict[str, Any]]:
+def statements_json(measured: Sequence[Remeasured], thresholds: Mapping[str, Any],
+                    noise: NoiseFloor | None = None) -> list[dict[str, Any]]:
     return [{"fingerprint": m.target.fingerprint, "param_set": m.target.label,
              "old_ms": m.target.old_ms, "before_ms": m.target.before_ms,
              "after_ms": None if m.after_ms is None else round(m.after_ms, 3),
              "plan_restored": m.restored,
-             "still_regressed": still_regressed(m.target.old_ms, m.after_ms, thresholds, m.planned_only)}
+             "still_regressed": still_regressed(m, thresholds, noise)}
             for m in measured]
 
 

@@ -19,7 +19,7 @@ import itertools
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,8 +29,9 @@ from psycopg import sql
 from planguard.db import MARK, MarkedRawCursor, SessionLimits, connect, server_version_num, with_dbname
 from planguard.explain import EXPLAIN, failure, reason
 from planguard.fixes import mark_verified
-from planguard.plan import parse_plan, shape_fingerprint
+from planguard.plan import Plan, parse_plan, shape_fingerprint
 from planguard.safety import one_statement
+from planguard.timing import NoiseFloor
 from planguard.trials import (
     Action,
     Remeasured,
@@ -39,6 +40,7 @@ from planguard.trials import (
     attribution_targets,
     catalog_diff,
     mitigations,
+    noise_of_result,
     outcome,
     plan,
     setting_names,
@@ -106,8 +108,14 @@ def _measure(conn: psycopg.Connection, t: Target, repeat: int, hypothetical: Map
             runs.append(p)
     except _Failed as exc:
         return Remeasured(t, None, None, str(exc))
-    return Remeasured(t, statistics.median(float(p.execution_ms or 0) for p in runs[1:]),
-                      shape_fingerprint(runs[-1]))
+    return _remeasured(t, runs[1:])
+
+
+def _remeasured(t: Target, runs: Sequence[Plan]) -> Remeasured:
+    """The measured runs' median time and buffers, and the last one's plan."""
+    ms = statistics.median(float(p.execution_ms or 0) for p in runs)
+    return Remeasured(t, ms, shape_fingerprint(runs[-1]),
+                      after_buffers=int(statistics.median(p.total_buffers for p in runs)))
 
 
 def _measure_prepared(conn: psycopg.Connection, t: Target, repeat: int) -> Remeasured:
@@ -122,8 +130,7 @@ def _measure_prepared(conn: psycopg.Connection, t: Target, repeat: int) -> Remea
                                           None)[0]) for _ in range(repeat + 1)]
     finally:
         conn.execute(sql.SQL("DEALLOCATE {}").format(name))
-    return Remeasured(t, statistics.median(float(p.execution_ms or 0) for p in runs[1:]),
-                      shape_fingerprint(runs[-1]))
+    return _remeasured(t, runs[1:])
 
 
 def _apply(conn: psycopg.Connection, a: Action, old: psycopg.Connection | None) -> str | None:
@@ -307,6 +314,7 @@ def verify(result: Mapping[str, Any], new_dsn: str, old_dsn: str | None = None, 
     say = progress or (lambda _m: None)
     out = copy.deepcopy(dict(result))
     thresholds = out["thresholds"]
+    noise = noise_of_result(out)
     database = out["new"].get("database") or (out.get("workload") or {}).get("database")
     new_db = with_dbname(new_dsn, database, label="NEW")
     with contextlib.ExitStack() as stack:
@@ -334,7 +342,8 @@ def verify(result: Mapping[str, Any], new_dsn: str, old_dsn: str | None = None, 
         try:
             by_id = {f["id"]: f for f in out["findings"]}
             for tr in trials:
-                by_id[tr.finding]["verification"] = _run(conn, tr, old, repeat, thresholds, version, say)
+                by_id[tr.finding]["verification"] = _run(conn, tr, old, repeat, thresholds, noise, version,
+                                                         say)
             _attribute(conn, out, regressed, attribute, old, repeat, version)
         finally:
             if version >= 180000:
@@ -354,7 +363,8 @@ def verify(result: Mapping[str, Any], new_dsn: str, old_dsn: str | None = None, 
 
 
 def _run(conn: psycopg.Connection, tr: Trial, old: psycopg.Connection | None, repeat: int,
-         thresholds: Mapping[str, Any], version: int, say: Progress) -> dict[str, Any]:
+         thresholds: Mapping[str, Any], noise: NoiseFloor | None, version: int, say: Progress,
+         ) -> dict[str, Any]:
     if tr.not_tried is not None:
         return {"outcome": "not_tried", "trial": "", "reason": tr.not_tried,
                 "summary": f"not tried: {tr.not_tried}", "statements": [], "side_effects": [], "lock": None}
@@ -380,11 +390,12 @@ def _run(conn: psycopg.Connection, tr: Trial, old: psycopg.Connection | None, re
         return {"outcome": "not_tried", "trial": tr.sql, "reason": f"the trial failed: {why}",
                 "summary": f"not tried: the trial failed: {why}", "statements": [], "side_effects": [],
                 "lock": lock}
-    result = outcome(measured, thresholds)
+    result = outcome(measured, thresholds, noise)
     errors = [f"{m.target.fingerprint[:8]}: {m.error}" for m in measured if m.error]
     return {"outcome": result, "trial": tr.sql,
             "reason": "; ".join(errors + tr.notes) or None,
-            "summary": summary(tr, result, measured), "statements": statements_json(measured, thresholds),
+            "summary": summary(tr, result, measured),
+            "statements": statements_json(measured, thresholds, noise),
             "side_effects": side_effects(tr.actions, version), "lock": lock}
 
 

@@ -91,7 +91,18 @@ def test_unanalyzed_new_cannot_hold_the_rate_then_holds_it_after_analyze(
     assert any(s.is_write for s in workload.statements), "the replay includes writes"
     before = checksums(dsn)
 
-    bad = rehearse(dsn, workload, options=RehearseOptions(duration_s=8))
+    # At the captured rate NEW is a NO-GO for its wrong plan, whether or not this machine's
+    # cores keep up with it (CI's, a little faster than this one, held 1x at 68 ms a call).
+    captured = rehearse(dsn, workload, options=RehearseOptions(duration_s=8))
+    assert captured.verdict == NO_GO, captured.reasons
+    wrong = captured.steps[0].top
+    assert wrong is not None and "FROM transactions" in wrong.query
+    slow = [r for r in captured.reasons if r.blocks and r.statement == wrong.key]
+    assert slow and slow[0].kind in ("cannot_sustain", "slower_under_load"), [r.text for r in captured.reasons]
+    assert slow[0].causes and slow[0].causes[0].kind == "never_analyzed"
+    # At 4x that plan needs ~8 cores' worth of CPU (the pool is 3 connections, the machine has
+    # 2 cores): no machine like CI's holds it, so the saturation itself is what is judged.
+    bad = rehearse(dsn, workload, options=RehearseOptions(duration_s=8, rate=4))
     assert bad.verdict == NO_GO, bad.reasons
     first = bad.reasons[0]
     assert first.kind == "cannot_sustain", [r.text for r in bad.reasons]
@@ -134,7 +145,8 @@ def unanalyzed(clusters: Pair, scenario: tuple[str, Workload],
 def test_ramp_finds_where_unanalyzed_new_stops_keeping_up(unanalyzed: str, scenario: tuple[str, Workload]) -> None:
     r = rehearse(unanalyzed, scenario[1], options=RehearseOptions(duration_s=5, ramp=(0.5, 1, 2, 4)))
     assert r.verdict == NO_GO
-    assert r.saturation_rate is not None and r.saturation_rate <= 1
+    # This machine falls behind at 1x, CI's at 2x or 4x; none like them holds 4x (see above).
+    assert r.saturation_rate is not None and r.saturation_rate <= 4
     assert r.steps[-1].rate == r.saturation_rate and not r.steps[-1].held, "the ramp stops there"
     assert r.headroom is None or r.headroom < r.saturation_rate
 

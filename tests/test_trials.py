@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 
+from planguard.timing import CLASS_NAMES, NoiseFloor
 from planguard.trials import (
     Remeasured,
     Target,
     catalog_diff,
     mitigations,
+    noise_of_result,
     outcome,
     plan,
     side_effects,
+    still_regressed,
     summary,
 )
 from tests.conftest import plan_fixture
@@ -72,6 +76,29 @@ def _target(before: float = 15.0, old_plan: str = "A") -> Target:
 ])
 def test_outcomes(after_ms: float, after_plan: str, expected: str) -> None:
     assert outcome([Remeasured(_target(), after_ms, after_plan)], T) == expected
+
+
+def test_olds_plan_back_with_olds_work_is_restored_whatever_the_clock() -> None:
+    """The judge's rule, not a bare time ratio: a trial's runs are taken after OLD's, on a
+    machine that may be busier, so OLD's plan with OLD's buffers is the regression gone."""
+    t = dataclasses.replace(_target(), old_buffers=40)
+    assert outcome([Remeasured(t, 5.0, "A", after_buffers=40)], T) == "restores_old_plan"
+    # OLD's plan shape but far more work (a bloated index, say): still regressed, better though.
+    more = Remeasured(t, 5.0, "A", after_buffers=40_000)
+    assert still_regressed(more, T) and outcome([more], T) == "improves"
+    # Another plan, slower than OLD's: still regressed however its buffers compare.
+    assert still_regressed(Remeasured(t, 5.0, "B", after_buffers=40), T)
+
+
+def test_the_comparisons_noise_floor_raises_the_bar() -> None:
+    floor = NoiseFloor((4.0,) * len(CLASS_NAMES), (50,) * len(CLASS_NAMES))
+    t = dataclasses.replace(_target(before=15.0), old_ms=1.0)
+    m = Remeasured(t, 3.0, "B")  # 3x OLD: beyond time_ratio 2, within a 4x noise floor
+    assert still_regressed(m, T) and not still_regressed(m, T, floor)
+    assert still_regressed(Remeasured(t, 5.0, "B"), T, floor)
+    doc = {"noise": {"quantile": 0.9, "classes": [{"class": c, "factor": 4.0, "ratios": 50} for c in CLASS_NAMES]}}
+    assert noise_of_result(doc) == dataclasses.replace(floor, quantile=0.9)
+    assert noise_of_result({"noise": None}) is None
 
 
 def test_a_hypothetical_index_is_judged_by_its_plan() -> None:
