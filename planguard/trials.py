@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planguard.config import Thresholds
-from planguard.plantree import plan_pair
+from planguard.plantree import nodes_of, plan_pair
 from planguard.timing import CLASS_NAMES, NoiseFloor
 
 OUTCOMES = ("restores_old_plan", "improves", "no_effect", "not_tried")
@@ -425,7 +425,7 @@ def mitigations(statement: Mapping[str, Any]) -> list[list[Action]]:
         return []
     pair = plan_pair(ps["old"]["plan_json"], ps["new"]["plan_json"])
     chosen: list[tuple[str, str]] = []
-    for n in (pair["new"] or {}).get("nodes", []):
+    for n in nodes_of(pair["new"], ps["new"]["plan_json"]) if pair["new"] else []:
         if set(n["changed"]) & {"scan method", "join method", "only on this side"} and n["type"] in FORBID:
             chosen.append(FORBID[n["type"]])
     chosen = list(dict.fromkeys(chosen))[:MAX_MITIGATIONS]

@@ -236,13 +236,22 @@
     }
     return flat;
   }
+  // A tree comes as columns, one entry per node (planguard.plantree: nodes_of makes the same
+  // nodes of them); its nodes are made once, when it is first drawn.
   function withRaw(tree, raw) {
-    if (!tree || tree.raw) return tree;
+    if (!tree || tree.nodes) return tree;
     const flat = rawNodes(raw);
     const n0 = (v) => (isNum(v) ? v : 0);
     const shown = (v) => v !== null && v !== undefined && v !== '' && !(Array.isArray(v) && !v.length);
+    tree.nodes = tree.parent.map((parent, id) => ({ id, parent, label: tree.label[id],
+      time_total_ms: tree.time_total_ms[id], exclusive_ms: tree.exclusive_ms[id],
+      exclusive_share: tree.exclusive_share[id], pair: tree.pair[id],
+      misestimate: tree.misestimate[id] && { factor: tree.misestimate[id][0], dir: tree.misestimate[id][1] },
+      badges: tree.badges[id] || [], changed: tree.changed[id] || [] }));
     for (const n of tree.nodes) {
       const d = flat[n.id] || {};
+      n.depth = n.parent === null ? 0 : tree.nodes[n.parent].depth + 1;
+      n.type = d['Node Type'] || '';
       n.relation = d['Relation Name'] ? (d.Schema ? d.Schema + '.' : '') + d['Relation Name'] : null;
       n.index = d['Index Name'] || null;
       n.join = JOINS.has(n.type) ? n.type : null;
@@ -256,7 +265,6 @@
       n.detail = DATA.detail_keys.filter((k) => shown(d[k]))
         .map((k) => [k, Array.isArray(d[k]) ? d[k].map(String).join(', ') : String(d[k])]);
     }
-    tree.raw = true;
     return tree;
   }
 
