@@ -45,7 +45,7 @@ SEQ_DISCARD_MIN = 1000  # ... and at least this many rows
 LOOPS_INSIGHT = 1000  # the inner side of a nested loop run this many times or more
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     id: int
     parent: int | None

@@ -246,6 +246,17 @@ def test_the_slots_judging_reads_are_what_each_nodes_json_says() -> None:
             assert n.workers_launched == r.get("Workers Launched"), name
             assert n.partial_mode == r.get("Partial Mode"), name
             assert n.scan_method == SCAN_METHODS.get(r["Node Type"]), name
+            # Every slot from its own key (nodes are built positionally, for speed).
+            assert n.node_type == r["Node Type"] and n.alias == r.get("Alias"), name
+            rel = r.get("Relation Name")
+            assert n.relation == (f"{r['Schema']}.{rel}" if rel and r.get("Schema") else rel), name
+            assert (n.index_name, n.join_type, n.strategy, n.parent_relationship, n.subplan_name) == (
+                r.get("Index Name"), r.get("Join Type"), r.get("Strategy"), r.get("Parent Relationship"),
+                r.get("Subplan Name")), name
+            assert n.parallel_aware == bool(r.get("Parallel Aware")), name
+            assert (n.plan_rows, n.total_cost) == (float(r["Plan Rows"]), float(r["Total Cost"])), name
+            assert n.actual_rows == r.get("Actual Rows") and n.actual_loops == r.get("Actual Loops"), name
+            assert len(n.children) == len(r.get("Plans", ())), name
             if "Actual Rows" in r and r.get("Actual Loops"):
                 est, act = max(float(r["Plan Rows"]), 1.0), max(float(r["Actual Rows"]), 1.0)
                 assert n.q_error == max(est / act, act / est), name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import gzip
 import hashlib
 import json
 import os
@@ -469,7 +470,7 @@ def test_big_details_are_compressed_chunk_by_chunk_and_reproducibly(restored: di
     assert m
     block = json.loads(m.group(1))
     assert block["size"] == html_mod.CHUNK
-    inflated = [_unpacked(json.loads(html_mod.gzip.decompress(base64.b64decode(c)))) for c in block["chunks"]]
+    inflated = [_unpacked(json.loads(gzip.decompress(base64.b64decode(c)))) for c in block["chunks"]]
     statements = big["statements"]
     assert len(inflated) == -(-len(statements) // html_mod.CHUNK)
     expected = [json.loads(html_mod._json([html_mod._detail(s) for s in statements[k:k + html_mod.CHUNK]]))

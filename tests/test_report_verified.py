@@ -243,9 +243,10 @@ def test_attribution_goes_to_the_table_and_the_detail() -> None:
     data = json.loads(re.search(r'<script type="application/json" id="pg-data">(.*?)</script>', page, re.S).group(1))
     detail = json.loads(re.search(r'<script type="application/json" id="pg-detail"[^>]*>(.*?)</script>',
                                   page, re.S).group(1))
+    rows = [dict(zip(data["rows"]["keys"], v, strict=True)) for v in data["rows"]["values"]]
     for i, s in enumerate(report["statements"]):
-        assert data["rows"][i]["attr"] == s["attribution"]
-        assert data["rows"][i]["attr_note"] == s["attribution_note"]
+        assert rows[i]["attr"] == s["attribution"]
+        assert rows[i]["attr_note"] == s["attribution_note"]
         assert detail[i]["attribution"] == s["attribution"]
         assert detail[i]["attribution_note"] == s["attribution_note"]
 

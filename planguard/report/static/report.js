@@ -149,7 +149,7 @@
 
   // ---- data ------------------------------------------------------------------------
   const DATA = JSON.parse(byId('pg-data').textContent);
-  const ROWS = DATA.rows;
+  const ROWS = DATA.rows.values.map((v) => Object.fromEntries(DATA.rows.keys.map((k, j) => [k, v[j]])));
   const detailBlock = byId('pg-detail');
   let plainDetails = null;
   let chunked = null;
