@@ -7,7 +7,7 @@ charts' points, each statement's detail with its raw plans and what ``planguard.
 computes of them) goes into ``<script type="application/json">`` blocks, which the page's
 own script (``static/report.js``) turns into DOM with ``textContent`` only, lazily: a
 statement's detail and plan trees are built when it is expanded, what EXPLAIN says of each
-node read from the raw plan. Details above ``COMPRESS_ABOVE`` bytes are gzip-compressed in
+node read from the raw plan. Details above ``COMPRESS_ABOVE`` bytes are gzip-compressed (zlib-ng) in
 chunks (base64), built on every core (forked workers) when there are many, and inflated in
 the page with ``DecompressionStream``. A Content-Security-Policy allows only that one script,
 by hash.
