@@ -73,6 +73,13 @@ def _line(r: Rehearsal) -> str:
             f"replay CPU {s.client_cpu:.2f} core, dispatch lag p95 {s.lag_p95_ms:.0f} ms")
 
 
+def _ramp(r: Rehearsal) -> str:
+    """How far a ramp held: up to its last step when it never fell behind."""
+    held = "held nothing" if r.headroom is None else f"held up to {r.headroom:g}x"
+    return held + (f", fell behind at {r.saturation_rate:g}x" if r.saturation_rate is not None
+                   else ", every step held (the ramp's top)")
+
+
 def _steps(r: Rehearsal) -> str:
     return ", ".join(f"{s.rate:g}x {s.achieved_rate:,.0f}/{s.target_rate:,.0f}" for s in r.steps)
 
@@ -123,13 +130,11 @@ def main() -> None:
           f"{bad.plan.connections} connections; {d:g} s a step)")
     print(f"  NEW as restored, 1.0x:      {_line(bad)}")
     print(f"    {headline(bad)[:230]}")
-    print(f"  ramp as restored:           held up to {bad_ramp.headroom}x, fell behind at "
-          f"{bad_ramp.saturation_rate}x ({_steps(bad_ramp)} calls/s)")
+    print(f"  ramp as restored:           {_ramp(bad_ramp)} ({_steps(bad_ramp)} calls/s)")
     print(f"  Ctrl-C with slow calls in flight: exited in {exited:.2f} s, no replay session left after "
           f"{gone:.2f} s ({left} left)")
     print(f"  after ANALYZE, 1.0x:        {_line(good)}")
-    print(f"  ramp after ANALYZE:         held up to {good_ramp.headroom}x, fell behind at "
-          f"{good_ramp.saturation_rate}x ({_steps(good_ramp)} calls/s)")
+    print(f"  ramp after ANALYZE:         {_ramp(good_ramp)} ({_steps(good_ramp)} calls/s)")
     print(f"    highest step {top.rate:g}x: replay CPU {top.client_cpu:.2f} core, dispatch lag p95 "
           f"{top.lag_p95_ms:.0f} ms, client-bound: {top.client_bound}")
     print(f"  reproduce: {CMD} --rows {args.rows} --rate {args.rate:g} --duration {d:g}")
