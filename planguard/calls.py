@@ -24,7 +24,8 @@ STATUSES = ("regressed", "error", "slower_same_plan", "unstable", "plan_changed"
 SEVERITY = {s: i for i, s in enumerate(STATUSES)}
 
 
-def _worse(new: float, old: float, ratio: float, floor: float) -> bool:
+def worse(new: float, old: float, ratio: float, floor: float) -> bool:
+    """``new`` beyond ``old`` by both bars: ``ratio`` times and ``floor`` more (buffers, times)."""
     return new >= old * ratio and new - old >= floor
 
 
@@ -76,8 +77,8 @@ def classify(old: Measurement, new: Measurement, t: Thresholds, noise: NoiseFloo
         return Call("error", f"fails on OLD only: {old.error}")
     assert old.median_ms is not None and new.median_ms is not None
     ob, nb = old.buffers, new.buffers
-    more = _worse(nb, ob, t.buffers_ratio, t.min_buffers_delta)
-    fewer = _worse(ob, nb, t.buffers_ratio, t.min_buffers_delta)
+    more = worse(nb, ob, t.buffers_ratio, t.min_buffers_delta)
+    fewer = worse(ob, nb, t.buffers_ratio, t.min_buffers_delta)
     same_plan = same_shapes(old, new)
     same_work = same_plan and not more and not fewer
     ev = weigh(old.samples, new.samples, time_ratio=t.time_ratio, min_delta_ms=t.min_time_delta_ms,

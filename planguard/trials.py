@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from planguard.calls import worse
 from planguard.config import Thresholds
 from planguard.plantree import nodes_of, plan_pair
 from planguard.timing import CLASS_NAMES, NoiseFloor
@@ -305,13 +306,13 @@ def still_regressed(m: Remeasured, thresholds: Mapping[str, Any], noise: NoiseFl
     if old_ms is None or after_ms is None:
         return after_ms is None
     bar = max(float(thresholds["time_ratio"]), noise.factor(old_ms) if noise else 1.0)
-    if after_ms < old_ms * bar or after_ms - old_ms < float(thresholds["min_time_delta_ms"]):
+    if not worse(after_ms, old_ms, bar, float(thresholds["min_time_delta_ms"])):
         return False
     if not m.restored or m.target.old_buffers is None or m.after_buffers is None:
         return True
-    ratio = float(thresholds.get("buffers_ratio", Thresholds.buffers_ratio))
-    floor = float(thresholds.get("min_buffers_delta", Thresholds.min_buffers_delta))
-    return m.after_buffers >= m.target.old_buffers * ratio and m.after_buffers - m.target.old_buffers >= floor
+    return worse(m.after_buffers, m.target.old_buffers,
+                 float(thresholds.get("buffers_ratio", Thresholds.buffers_ratio)),
+                 float(thresholds.get("min_buffers_delta", Thresholds.min_buffers_delta)))
 
 
 def outcome(measured: Sequence[Remeasured], thresholds: Mapping[str, Any], noise: NoiseFloor | None = None,
